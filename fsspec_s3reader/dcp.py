@@ -1,0 +1,262 @@
+"""PyTorch Distributed Checkpoint on S3: a storage reader that fetches only what the load plan needs.
+
+``S3StorageReader`` is torch's ``FsspecReader`` on the ``s3reader`` filesystem,
+plus two things: before torch reads a byte, it sorts the plan by file and
+offset and hands the ranges to the DCP-optimized reader; and it stages what it
+reads until the whole plan has arrived, so a failed load leaves the caller's
+state dict as it was. ``S3StorageWriter`` saves with the same storage options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import io
+import logging
+import os
+from typing import Any, cast
+
+import torch
+from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, FsspecWriter
+from torch.distributed.checkpoint.metadata import Metadata
+from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, LoadPlanner, ReadItem
+from torch.futures import Future
+
+from .constructor import DCPOptimizedConstructor, ReaderConstructor, S3ReaderConstructor, object_uri
+
+logger = logging.getLogger(__name__)
+
+_S3_SCHEMES = ("s3://", "s3a://", "s3reader://")
+_METADATA_FILE = ".metadata"
+
+
+def is_s3_uri(checkpoint_id: Any) -> bool:
+    """True for ``s3://``, ``s3a://`` and ``s3reader://`` URIs that name a bucket."""
+    if not isinstance(checkpoint_id, str | os.PathLike):
+        return False
+    text = os.fspath(checkpoint_id)
+    return isinstance(text, str) and any(text.startswith(s) and len(text) > len(s) for s in _S3_SCHEMES)
+
+
+def _checkpoint_uri(checkpoint_id: Any) -> str:
+    if not is_s3_uri(checkpoint_id):
+        raise ValueError(
+            f"checkpoint id {checkpoint_id!r} is not an S3 URI; use s3://bucket/prefix (or s3reader://bucket/prefix)"
+        )
+    return str(os.fspath(checkpoint_id)).rstrip("/")
+
+
+def _filesystem_url(checkpoint_uri: str) -> str:
+    """The same location spelled for the ``s3reader`` filesystem, which torch resolves through fsspec."""
+    return "s3reader://" + object_uri(checkpoint_uri)[len("s3://") :]
+
+
+class S3StorageReader(FsspecReader):
+    """Loads a DCP checkpoint from S3, fetching only the byte ranges the load plan reads.
+
+    Args:
+        path: the checkpoint's URI, ``s3://bucket/prefix`` or ``s3reader://bucket/prefix``.
+        reader_constructor: how files are read; default
+            ``S3ReaderConstructor.dcp_optimized()``. A DCP-optimized constructor
+            is copied, so readers never share a load's ranges.
+        atomic: stage the loaded tensors and objects until every read has
+            succeeded, then write them into the state dict. A failed load then
+            leaves the state dict untouched. Costs CPU memory for a copy of
+            the bytes this rank loads; pass ``False`` to write in place as
+            torch's own readers do.
+        storage_options: s3fs options (``endpoint_url``, ``key``, ``secret``,
+            ``client_kwargs``, ...) and filesystem options (``part_size``, ...).
+
+    Raises ``FileNotFoundError`` at once when no checkpoint is at ``path``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        reader_constructor: ReaderConstructor | None = None,
+        *,
+        atomic: bool = True,
+        **storage_options: Any,
+    ) -> None:
+        checkpoint = _checkpoint_uri(path)
+        constructor = reader_constructor if reader_constructor is not None else S3ReaderConstructor.dcp_optimized()
+        if isinstance(constructor, DCPOptimizedConstructor):
+            constructor = constructor.fresh()
+        self._reader_constructor: ReaderConstructor = constructor
+        self._atomic = atomic
+        storage_options.pop("reader", None)  # the constructor decides; a stray name must not override it
+        # A filesystem of our own (not fsspec's shared instance), so this load's
+        # constructor and its ranges are seen by no other load.
+        super().__init__(_filesystem_url(checkpoint), reader=constructor, skip_instance_cache=True, **storage_options)
+        self.path = checkpoint
+        self._require_checkpoint()
+
+    @property
+    def reader_constructor(self) -> ReaderConstructor:
+        return self._reader_constructor
+
+    @property
+    def filesystem(self) -> Any:
+        """The ``S3ReaderFileSystem`` this reader loads through (``.stats`` counts its traffic)."""
+        return cast(Any, self.fs).fs
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
+        return is_s3_uri(checkpoint_id)
+
+    def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
+        # torch's reset re-resolves the path without the storage options (losing
+        # the endpoint and credentials); keep our filesystem and move its path.
+        super().reset(None)
+        if isinstance(self._reader_constructor, DCPOptimizedConstructor):
+            self._reader_constructor.clear()
+        if checkpoint_id:
+            self.path = _checkpoint_uri(checkpoint_id)
+            self._require_checkpoint()
+
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        try:
+            return super().read_metadata(*args, **kwargs)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                errno.ENOENT, f"no DCP checkpoint metadata at {self.path}", str(exc.filename or self.path)
+            ) from exc
+
+    def prepare_local_plan(self, plan: LoadPlan) -> LoadPlan:
+        plan = self._in_storage_order(plan)
+        self._inject_ranges(plan)
+        return plan
+
+    def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
+        # The final plan may differ from the local one (a custom global
+        # planner); inject again so the reader sees exactly what torch reads.
+        plan = self._in_storage_order(plan)
+        self._inject_ranges(plan)
+        if not self._atomic:
+            return super().read_data(plan, planner)
+        staged = _StagedLoad(planner)
+        super().read_data(plan, staged).wait()
+        staged.commit()
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+
+    def _in_storage_order(self, plan: LoadPlan) -> LoadPlan:
+        """The plan with items sorted by file and offset, so each file is read front to back."""
+
+        def storage_position(item: ReadItem) -> tuple[str, int]:
+            stored = self.storage_data[item.storage_index]
+            return stored.relative_path, stored.offset
+
+        return dataclasses.replace(plan, items=sorted(plan.items, key=storage_position))
+
+    def _inject_ranges(self, plan: LoadPlan) -> None:
+        if isinstance(self._reader_constructor, DCPOptimizedConstructor):
+            self._reader_constructor.set_item_ranges_by_file(plan.items, self.storage_data, self.path)
+
+    def _require_checkpoint(self) -> None:
+        """Fail now, not inside torch's collective, when nothing is stored at the path."""
+        fs = self.filesystem
+        location = object_uri(self.path)
+        if fs.exists(f"{location}/{_METADATA_FILE}") or fs.exists(location):
+            return
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"no DCP checkpoint at {self.path} (no {_METADATA_FILE} file or objects under it)",
+            self.path,
+        )
+
+
+class _StagedLoad(LoadPlanner):
+    """A planner proxy that receives torch's reads into staging and applies them only on ``commit``.
+
+    torch's ``read_data`` copies each tensor into ``resolve_tensor``'s target
+    as soon as it is read. Handing it staging tensors instead means an error
+    halfway (an object overwritten mid-load, a dropped endpoint) leaves the
+    real state dict untouched.
+    """
+
+    def __init__(self, planner: LoadPlanner) -> None:
+        self._planner = planner
+        self._staged: list[tuple[ReadItem, torch.Tensor | bytes]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._planner, name)
+
+    # Planning is the real planner's; only the reads are intercepted.
+    def set_up_planner(self, state_dict: Any, metadata: Metadata | None = None, is_coordinator: bool = False) -> None:
+        self._planner.set_up_planner(state_dict, metadata, is_coordinator)
+
+    def create_local_plan(self) -> LoadPlan:
+        return self._planner.create_local_plan()
+
+    def create_global_plan(self, global_plan: list[LoadPlan]) -> list[LoadPlan]:
+        return self._planner.create_global_plan(global_plan)
+
+    def finish_plan(self, central_plan: LoadPlan) -> LoadPlan:
+        return self._planner.finish_plan(central_plan)
+
+    def resolve_tensor(self, read_item: ReadItem) -> torch.Tensor:
+        target = self._planner.resolve_tensor(read_item)
+        return torch.empty(target.size(), dtype=target.dtype, device="cpu")
+
+    def commit_tensor(self, read_item: ReadItem, tensor: torch.Tensor) -> None:
+        self._staged.append((read_item, tensor))
+
+    def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
+        self._staged.append((read_item, value.getvalue()))
+
+    def commit(self) -> None:
+        for read_item, staged in self._staged:
+            if read_item.type == LoadItemType.BYTE_IO:
+                assert isinstance(staged, bytes)
+                self._planner.load_bytes(read_item, io.BytesIO(staged))
+            else:
+                assert isinstance(staged, torch.Tensor)
+                target = self._planner.resolve_tensor(read_item).detach()
+                target.copy_(staged)
+                self._planner.commit_tensor(read_item, target)
+        self._staged = []
+
+
+class S3StorageWriter(FsspecWriter):
+    """Saves a DCP checkpoint to S3 (``s3://`` or ``s3reader://``) with the same storage options as the reader.
+
+    ``thread_count`` files are uploaded in parallel. Local-disk ``fsync`` does
+    not apply to S3 and is off.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        single_file_per_rank: bool = True,
+        thread_count: int = 1,
+        per_thread_copy_ahead: int = 10_000_000,
+        overwrite: bool = True,
+        **storage_options: Any,
+    ) -> None:
+        checkpoint = _checkpoint_uri(path)
+        super().__init__(
+            _filesystem_url(checkpoint),
+            single_file_per_rank=single_file_per_rank,
+            sync_files=False,
+            thread_count=thread_count,
+            per_thread_copy_ahead=per_thread_copy_ahead,
+            overwrite=overwrite,
+            **storage_options,
+        )
+        self.path = checkpoint
+
+    @property
+    def filesystem(self) -> Any:
+        """The ``S3ReaderFileSystem`` this writer saves through."""
+        return cast(Any, self.fs).fs
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
+        return is_s3_uri(checkpoint_id)
+
+    def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
+        super().reset(None)
+        if checkpoint_id:
+            self.path = _checkpoint_uri(checkpoint_id)

@@ -1,0 +1,169 @@
+"""The ``s3reader://`` fsspec filesystem: s3fs in every way, except how files open for reading.
+
+Opening with ``"rb"`` returns the reader that the configured strategy builds
+over this module's transport; everything else (listing, info, writing, every
+s3fs option) is s3fs's own.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from s3fs import S3FileSystem
+
+from .constructor import ReaderConstructor, make_constructor, reader_option_names
+from .readers.base import S3Reader
+from .transport import (
+    DEFAULT_MAX_PARTS_IN_FLIGHT,
+    DEFAULT_PART_SIZE,
+    S3ObjectTransport,
+    TransferCounter,
+    TransferStats,
+)
+
+logger = logging.getLogger(__name__)
+
+_S3_PREFIXES = ("s3reader://", "s3://", "s3a://")
+
+
+class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no type hints
+    """An s3fs filesystem whose read-mode files are reader strategies.
+
+    Parameters beyond s3fs's own (every s3fs parameter keeps working):
+
+    reader:
+        A strategy name (``"sequential"``, ``"range_based"``, ``"dcp_optimized"``,
+        or one added with ``register_reader``) or a constructor from
+        :class:`S3ReaderConstructor`. Default: ``"sequential"``.
+    buffer_size, max_gap_size, ...:
+        Options of the strategy named by ``reader`` (e.g. ``buffer_size`` for
+        ``"range_based"``), so they can travel in ``storage_options``.
+    part_size:
+        Bytes per ranged GET when a long range is fetched as concurrent parts.
+    max_parts_in_flight:
+        How many of those GETs run at once per open file.
+
+    ``fs.stats`` tells how many GET and HEAD requests its readers sent and how
+    many bytes they received; ``fs.reset_stats()`` starts the count again.
+    """
+
+    protocol = ("s3reader",)
+
+    def __init__(
+        self,
+        *args: Any,
+        reader: str | ReaderConstructor | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT,
+        **kwargs: Any,
+    ) -> None:
+        options = {name: kwargs.pop(name) for name in reader_option_names() & kwargs.keys()}
+        self._reader_constructor = make_constructor(reader, options)
+        if part_size <= 0:
+            raise ValueError(f"part_size must be a positive number of bytes, got {part_size}")
+        if max_parts_in_flight <= 0:
+            raise ValueError(f"max_parts_in_flight must be at least 1, got {max_parts_in_flight}")
+        self._part_size = part_size
+        self._max_parts_in_flight = max_parts_in_flight
+        self._counter = TransferCounter()
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        """Accept ``s3://`` and ``s3a://`` paths too, so DCP and pandas paths work unchanged."""
+        if isinstance(path, str):
+            for prefix in _S3_PREFIXES[1:]:
+                if path.startswith(prefix):
+                    path = path[len(prefix) :]
+                    break
+        return super()._strip_protocol(path)
+
+    @property
+    def reader_constructor(self) -> ReaderConstructor:
+        """The strategy that ``open(path, "rb")`` uses."""
+        return self._reader_constructor
+
+    @property
+    def stats(self) -> TransferStats:
+        """Requests and bytes of this filesystem's readers so far (a snapshot)."""
+        return self._counter.snapshot()
+
+    def reset_stats(self) -> None:
+        self._counter.reset()
+
+    async def _call_s3(self, method: str, *akwarglist: Any, **kwargs: Any) -> Any:
+        # Every S3 request of this filesystem passes here, the readers' ranged
+        # GETs and s3fs's own listing and info calls alike: count it once.
+        self._counter.record_request(method)
+        return await super()._call_s3(method, *akwarglist, **kwargs)
+
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: int | None = None,
+        acl: Any = False,
+        version_id: str | None = None,
+        fill_cache: bool | None = None,
+        cache_type: str | None = None,
+        autocommit: bool = True,
+        size: int | None = None,
+        requester_pays: bool | None = None,
+        cache_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if mode != "rb":
+            return super()._open(
+                path,
+                mode=mode,
+                block_size=block_size,
+                acl=acl,
+                version_id=version_id,
+                fill_cache=fill_cache,
+                cache_type=cache_type,
+                autocommit=autocommit,
+                size=size,
+                requester_pays=requester_pays,
+                cache_options=cache_options,
+                **kwargs,
+            )
+        return self.open_reader(path, version_id=version_id, **kwargs)
+
+    def open_reader(
+        self,
+        path: str,
+        *,
+        version_id: str | None = None,
+        reader: str | ReaderConstructor | None = None,
+        **kwargs: Any,
+    ) -> S3Reader:
+        """Open ``path`` for reading.
+
+        ``reader`` and strategy options (``buffer_size``, ...) choose the
+        strategy for this file only; any other keyword goes into every S3
+        request for it, as s3fs does (e.g. ``SSECustomerKey``).
+        """
+        bucket, key, path_version_id = self.split_path(path)
+        if not key:
+            raise IsADirectoryError(f"s3://{bucket} is a bucket, not an object; name a key inside it")
+        if version_id and not self.version_aware:
+            raise ValueError("version_id needs a version-aware filesystem: pass version_aware=True")
+        options = {name: kwargs.pop(name) for name in reader_option_names() & kwargs.keys()}
+        if reader is None and not options:
+            constructor = self._reader_constructor
+        else:
+            constructor = make_constructor(reader if reader is not None else self._reader_constructor.name, options)
+        transport = S3ObjectTransport(
+            self,
+            bucket,
+            key,
+            version_id or path_version_id,
+            counter=self._counter,
+            part_size=self._part_size,
+            max_parts_in_flight=self._max_parts_in_flight,
+            retries=self.retries,
+            request_kwargs=kwargs,
+        )
+        logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))
+        return constructor(bucket, key, transport.get_object_info, transport.get_stream)

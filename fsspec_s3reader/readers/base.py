@@ -1,0 +1,224 @@
+"""What every reader strategy shares: the read-only file API, checked and uniform.
+
+A strategy only says which bytes to hand out (``_pieces``) and how big the
+object is (``_object_size``); this base turns that into ``read``, ``readinto``,
+``seek``, ``readline`` and friends with the semantics of ``io.BytesIO``.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import abstractmethod
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from ..protocol import Chunk
+
+_READLINE_CHUNK = 8 * 1024
+
+
+def _as_byte_view(buffer: Any) -> memoryview:
+    """A writable, flat view of bytes over any buffer a caller hands to ``readinto``."""
+    view = memoryview(buffer)
+    if view.readonly:
+        raise TypeError(f"readinto() argument must be a writable bytes-like object, not {type(buffer).__name__}")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def _checked_size(size: Any) -> int:
+    """``read``'s size argument as ``io.BytesIO`` reads it: None or negative mean 'all'."""
+    if size is None:
+        return -1
+    if not isinstance(size, int):
+        raise TypeError(f"argument should be integer or None, not '{type(size).__name__}'")
+    return size
+
+
+class S3Reader(io.BufferedIOBase):
+    """A read-only, seekable file over one S3 object.
+
+    Subclasses decide when and how bytes are fetched; every one of them
+    returns, for any sequence of calls, what ``io.BytesIO(object_bytes)``
+    would. One deliberate difference: a relative seek (``whence`` 1 or 2)
+    that lands before the start raises ``ValueError`` where ``io.BytesIO``
+    quietly moves to 0, because such a seek is always an offset bug.
+    """
+
+    strategy: ClassVar[str] = "unknown"
+    """The name this strategy is registered under (``"sequential"``, ...)."""
+
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__()
+        self._bucket = bucket
+        self._key = key
+        self._position = 0
+
+    # -- what a strategy provides -------------------------------------------------------
+
+    @abstractmethod
+    def _object_size(self) -> int:
+        """The object's size in bytes."""
+
+    @abstractmethod
+    def _pieces(self, start: int, length: int) -> Iterable[Chunk]:
+        """Exactly the bytes ``[start, start + length)``, in order, in as few copies as it can.
+
+        ``length`` is positive and the range lies within the object.
+        """
+
+    def _available(self, start: int, wanted: int) -> int:
+        """How many of ``wanted`` bytes from ``start`` exist; a strategy may answer without a size lookup."""
+        return max(0, min(wanted, self._object_size() - start))
+
+    def _release(self) -> None:
+        """Drop buffers and streams; called once, on close."""
+
+    # -- identity ---------------------------------------------------------------------
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def size(self) -> int:
+        """The object's size in bytes (fsspec file objects expose it)."""
+        return self._object_size()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"position {self._position}"
+        return f"<{type(self).__name__} s3://{self._bucket}/{self._key} {state}>"
+
+    # -- the file API ---------------------------------------------------------------
+
+    def readable(self) -> bool:
+        self._check_open()
+        return True
+
+    def seekable(self) -> bool:
+        self._check_open()
+        return True
+
+    def writable(self) -> bool:
+        self._check_open()
+        return False
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to ``offset`` relative to the start (0), the position (1) or the end (2).
+
+        Seeking past the end is allowed (reads there return ``b""``); a target
+        before the start raises ``ValueError``. No bytes are fetched here.
+        """
+        self._check_open()
+        if not isinstance(offset, int):
+            raise TypeError(f"integer argument expected, got '{type(offset).__name__}'")
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self._position + offset
+        elif whence == io.SEEK_END:
+            target = self._object_size() + offset
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if target < 0:
+            raise ValueError(
+                f"negative seek value {target} in s3://{self._bucket}/{self._key} (offset {offset}, whence {whence})"
+            )
+        self._position = target
+        return target
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check_open()
+        wanted = _checked_size(size)
+        if wanted < 0:
+            wanted = max(0, self._object_size() - self._position)
+        length = self._available(self._position, wanted) if wanted else 0
+        if length == 0:
+            return b""
+        pieces = list(self._pieces(self._position, length))
+        if len(pieces) == 1 and type(pieces[0]) is bytes:
+            data = pieces[0]  # a whole chunk as received: hand it out without a copy
+        else:
+            data = b"".join(pieces)
+        self._check_length(len(data), length)
+        self._position += length
+        return data
+
+    def read1(self, size: int | None = -1) -> bytes:
+        """Same as ``read``: every read here is already at most one fetch's worth of work."""
+        return self.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        self._check_open()
+        view = _as_byte_view(buffer)
+        length = self._available(self._position, len(view)) if len(view) else 0
+        if length == 0:
+            return 0
+        filled = 0
+        for piece in self._pieces(self._position, length):
+            piece_length = len(piece)
+            view[filled : filled + piece_length] = piece
+            filled += piece_length
+        self._check_length(filled, length)
+        self._position += length
+        return length
+
+    def readinto1(self, buffer: Any) -> int:
+        return self.readinto(buffer)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """Read through the next ``\\n`` (or ``size`` bytes), fetching in chunks, not byte by byte."""
+        self._check_open()
+        limit = _checked_size(size)
+        parts: list[bytes] = []
+        taken = 0
+        while limit < 0 or taken < limit:
+            step = _READLINE_CHUNK if limit < 0 else min(_READLINE_CHUNK, limit - taken)
+            chunk = self.read(step)
+            if not chunk:
+                break
+            newline = chunk.find(b"\n")
+            if newline >= 0:
+                overshoot = len(chunk) - newline - 1
+                self._position -= overshoot
+                parts.append(chunk[: newline + 1])
+                break
+            parts.append(chunk)
+            taken += len(chunk)
+        return b"".join(parts)
+
+    def write(self, data: Any) -> int:
+        raise io.UnsupportedOperation(f"s3://{self._bucket}/{self._key} is open for reading only; open it with 'wb'")
+
+    def truncate(self, size: int | None = None) -> int:
+        raise io.UnsupportedOperation(f"s3://{self._bucket}/{self._key} is open for reading only")
+
+    def detach(self) -> io.RawIOBase:
+        raise io.UnsupportedOperation("an S3 reader has no raw stream to detach")
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._release()
+            finally:
+                super().close()
+
+    # -- checks ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError(f"I/O operation on closed file s3://{self._bucket}/{self._key}")
+
+    def _check_length(self, delivered: int, expected: int) -> None:
+        if delivered != expected:  # a strategy bug, never the caller's: fail loudly rather than misalign
+            raise AssertionError(
+                f"{type(self).__name__} produced {delivered} bytes where {expected} were due "
+                f"at offset {self._position} of s3://{self._bucket}/{self._key}"
+            )

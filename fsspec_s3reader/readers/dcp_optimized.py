@@ -1,0 +1,282 @@
+"""The DCP-optimized strategy: fetch only a checkpoint file's planned byte ranges, coalesced.
+
+A PyTorch Distributed Checkpoint load knows, before reading a byte, which
+ranges of each ``.distcp`` file it needs. This reader is built from those
+ranges and serves them from as few ranged GETs as the gaps allow::
+
+    items (sorted)    [a....)  [b...)         [c......)                 [d..)
+    range groups      |------ group 0: gaps <= max_gap_size ------|     |g 1|
+    GET streams       get_stream(a.start, c.end)                        get_stream(d.start, d.end)
+    chunks arrive     |chunk 0       |chunk 1             |chunk 2      |...
+    item a            [mv(chunk 0)]                                       memoryview slices of the
+    item b                     [mv(chunk 0 tail), mv(chunk 1)]            chunks, never copied into
+    gap bytes                                  (skipped)                  a growing buffer
+    leftover                                   ^ the rest of chunk 1 carries over to item c
+
+Only one item is buffered at a time: its segments are dropped when the next
+item starts, so memory stays at one item plus the transport's window of
+parts in flight. Reads within the current item may go anywhere (``torch.load``
+seeks around inside an item); across items they go forward.
+
+Anything else - a read before the current item, in a gap, past the last item,
+or an item asked for twice out of order - is not an error: it is served with
+ranged reads (one warning per file names the offset), so a stray access costs
+a request, never a wrong byte or a failed load.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import logging
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from ..errors import IncompleteObjectError
+from ..protocol import Chunk, GetObjectInfo, GetStream
+from .base import S3Reader
+from .ranged import RangedS3Reader
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_GAP_SIZE = 32 * 1024 * 1024
+"""Ranges closer than this share one GET: reading 32 MiB of gap costs less than a new request's latency."""
+
+
+@dataclass(frozen=True)
+class ItemRange:
+    """The bytes ``[start, end)`` of one planned item in a file."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.end < self.start:
+            raise ValueError(f"invalid item range [{self.start}, {self.end}): need 0 <= start <= end")
+
+
+@dataclass(frozen=True)
+class RangeGroup:
+    """Consecutive items served by one ranged GET stream over ``[start, end)``."""
+
+    start: int
+    end: int
+    items: tuple[ItemRange, ...]
+
+
+def validate_max_gap_size(max_gap_size: float) -> float:
+    """``max_gap_size`` in bytes: non-negative; ``float("inf")`` coalesces every range of a file."""
+    if isinstance(max_gap_size, bool) or not isinstance(max_gap_size, int | float) or math.isnan(max_gap_size):
+        raise TypeError(f"max_gap_size must be a number of bytes (or float('inf')), got {max_gap_size!r}")
+    if max_gap_size < 0:
+        raise ValueError(f"max_gap_size must be >= 0 bytes (float('inf') coalesces all), got {max_gap_size}")
+    return max_gap_size
+
+
+def merge_overlapping(ranges: Iterable[ItemRange]) -> list[ItemRange]:
+    """Sort ranges and merge those that overlap, so each byte belongs to one item.
+
+    Two read items can name the same stored bytes (two shards of one rank
+    reading one saved chunk); they become one item that both reads are served
+    from. Ranges that only touch stay separate items.
+    """
+    merged: list[ItemRange] = []
+    for item in sorted(ranges, key=lambda r: (r.start, r.end)):
+        if item.start == item.end:
+            continue  # an empty item has no bytes to fetch or to serve
+        if merged and item.start < merged[-1].end:
+            last = merged[-1]
+            merged[-1] = ItemRange(last.start, max(last.end, item.end))
+        else:
+            merged.append(item)
+    return merged
+
+
+def coalesce_ranges(items: Sequence[ItemRange], max_gap_size: float) -> list[RangeGroup]:
+    """Group sorted, non-overlapping items whose gap to the previous one is ``<= max_gap_size``."""
+    validate_max_gap_size(max_gap_size)
+    groups: list[list[ItemRange]] = []
+    for item in items:
+        if groups and item.start - groups[-1][-1].end <= max_gap_size:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return [RangeGroup(group[0].start, group[-1].end, tuple(group)) for group in groups]
+
+
+class DCPOptimizedS3Reader(S3Reader):
+    """Serves one checkpoint file's planned items from coalesced ranged GETs.
+
+    Built by :class:`~fsspec_s3reader.constructor.DCPOptimizedConstructor` from
+    the ranges that ``S3StorageReader.prepare_local_plan`` injected.
+    """
+
+    strategy = "dcp_optimized"
+
+    def __init__(
+        self,
+        bucket: str,
+        key: str,
+        ranges: Iterable[ItemRange],
+        get_object_info: GetObjectInfo,
+        get_stream: GetStream,
+        max_gap_size: float = DEFAULT_MAX_GAP_SIZE,
+    ) -> None:
+        super().__init__(bucket, key)
+        self._get_object_info = get_object_info
+        self._get_stream = get_stream
+        self._items = merge_overlapping(ranges)
+        self._item_starts = [item.start for item in self._items]
+        self._groups = coalesce_ranges(self._items, max_gap_size)
+        self._group_of_item = [g for g, group in enumerate(self._groups) for _ in group.items]
+
+        # The stream of the current group, and the bytes received but not yet used.
+        self._stream: Iterator[Chunk] | None = None
+        self._stream_group = -1
+        self._leftover = memoryview(b"")
+        self._leftover_start = 0  # absolute offset of self._leftover[0]
+
+        # The one buffered item: its index and its bytes as memoryview segments.
+        self._current = -1
+        self._segments: list[memoryview] = []
+        self._segment_starts: list[int] = []
+
+        self._fallback: RangedS3Reader | None = None
+
+    @property
+    def item_ranges(self) -> tuple[ItemRange, ...]:
+        return tuple(self._items)
+
+    @property
+    def range_groups(self) -> tuple[RangeGroup, ...]:
+        return tuple(self._groups)
+
+    # -- the strategy hooks ------------------------------------------------------------
+
+    def _object_size(self) -> int:
+        return self._get_object_info().size
+
+    def _available(self, start: int, wanted: int) -> int:
+        index = self._item_containing(start)
+        if index is not None and start + wanted <= self._items[index].end:
+            return wanted  # inside one planned item: no size lookup needed
+        return super()._available(start, wanted)
+
+    def _pieces(self, start: int, length: int) -> Iterable[Chunk]:
+        end = start + length
+        pieces: list[Chunk] = []
+        while start < end:
+            index = self._item_containing(start)
+            if index is not None and index >= self._current:
+                if index != self._current:
+                    self._load_item(index)
+                served_to = min(end, self._items[index].end)
+                pieces.extend(self._slice_current(start, served_to))
+            else:
+                served_to = self._stray_end(start, end)
+                pieces.append(self._read_stray(start, served_to))
+            start = served_to
+        return pieces
+
+    def _release(self) -> None:
+        self._close_stream()
+        self._segments = []
+        self._segment_starts = []
+        if self._fallback is not None:
+            self._fallback.close()
+            self._fallback = None
+
+    # -- planned items -----------------------------------------------------------------
+
+    def _item_containing(self, offset: int) -> int | None:
+        index = bisect.bisect_right(self._item_starts, offset) - 1
+        if index >= 0 and offset < self._items[index].end:
+            return index
+        return None
+
+    def _load_item(self, index: int) -> None:
+        """Make item ``index`` the buffered one, reading its bytes off its group's stream."""
+        item = self._items[index]
+        group = self._group_of_item[index]
+        if group != self._stream_group or self._leftover_start > item.start:
+            self._open_group_stream(group)
+        self._segments = []  # the previous item's bytes are released here
+        self._segment_starts = []
+        position = self._leftover_start
+        view = self._leftover
+        while position < item.end:
+            if not view:
+                view = memoryview(self._next_chunk(item))
+                continue
+            # Drop bytes before the item (a gap, or an item nobody read), keep what lies inside it.
+            if position < item.start:
+                skip = min(item.start - position, len(view))
+                view = view[skip:]
+                position += skip
+                continue
+            take = min(item.end - position, len(view))
+            self._segments.append(view[:take])
+            self._segment_starts.append(position)
+            view = view[take:]
+            position += take
+        self._leftover = view
+        self._leftover_start = position
+        self._current = index
+
+    def _open_group_stream(self, group: int) -> None:
+        self._close_stream()
+        spec = self._groups[group]
+        self._stream = self._get_stream(spec.start, spec.end)
+        self._stream_group = group
+        self._leftover = memoryview(b"")
+        self._leftover_start = spec.start
+
+    def _next_chunk(self, item: ItemRange) -> Chunk:
+        assert self._stream is not None
+        chunk = next(self._stream, None)
+        if chunk is None:
+            raise IncompleteObjectError(
+                errno.EIO,
+                f"s3://{self.bucket}/{self.key} ended before the planned item [{item.start}, {item.end})",
+            )
+        return chunk
+
+    def _slice_current(self, start: int, end: int) -> Iterator[memoryview]:
+        segment = bisect.bisect_right(self._segment_starts, start) - 1
+        while start < end:
+            segment_start = self._segment_starts[segment]
+            data = self._segments[segment]
+            piece = data[start - segment_start : min(end, segment_start + len(data)) - segment_start]
+            yield piece
+            start += len(piece)
+            segment += 1
+
+    def _close_stream(self) -> None:
+        if self._stream is not None and hasattr(self._stream, "close"):
+            self._stream.close()
+        self._stream = None
+        self._stream_group = -1
+        self._leftover = memoryview(b"")
+
+    # -- stray access ------------------------------------------------------------------
+
+    def _stray_end(self, start: int, end: int) -> int:
+        """Where a stray read stops: at the next item still ahead of us, or at the read's end."""
+        following = bisect.bisect_right(self._item_starts, start)
+        if following < len(self._items) and following >= self._current:
+            return min(end, self._items[following].start)
+        return end
+
+    def _read_stray(self, start: int, end: int) -> bytes:
+        if self._fallback is None:
+            logger.warning(
+                "s3://%s/%s: read at offset %d lies outside the load plan's ranges or behind the current item; "
+                "serving it and any later stray reads of this file with ranged GETs",
+                self.bucket,
+                self.key,
+                start,
+            )
+            self._fallback = RangedS3Reader(self.bucket, self.key, self._get_object_info, self._get_stream)
+        self._fallback.seek(start)
+        return self._fallback.read(end - start)

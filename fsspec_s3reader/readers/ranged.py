@@ -1,0 +1,91 @@
+"""The range-based strategy: fetch only the bytes that reads ask for, one ranged GET per miss.
+
+Pick it for random access into large objects (parquet footers and column
+chunks, a slice of a big binary). Small reads fill a buffer of ``buffer_size``
+bytes so that neighbouring small reads cost no request; large reads go
+straight from the network to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..protocol import Chunk, GetObjectInfo, GetStream
+from .base import S3Reader
+
+DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
+
+
+def validate_buffer_size(buffer_size: int | None) -> int:
+    """``buffer_size`` as a number of bytes: None means the default, 0 disables buffering."""
+    if buffer_size is None:
+        return DEFAULT_BUFFER_SIZE
+    if isinstance(buffer_size, bool) or not isinstance(buffer_size, int):
+        raise TypeError(f"buffer_size must be an int number of bytes, got {buffer_size!r}")
+    if buffer_size < 0:
+        raise ValueError(f"buffer_size must be >= 0 bytes (0 disables buffering), got {buffer_size}")
+    return buffer_size
+
+
+class RangedS3Reader(S3Reader):
+    """Serves each read with a ranged GET, buffering small reads.
+
+    How a read of ``n`` bytes at position ``p`` is served::
+
+        buffer:        [buffer_start ........ buffer_end)
+        read:                     [p ...................... p+n)
+                                  |-- from buffer --|-- rest --|
+        rest < buffer_size:  one GET of buffer_size bytes from buffer_end,
+                             which becomes the new buffer
+        rest >= buffer_size: one GET of exactly the rest, not buffered
+
+    ``buffer_size=0`` turns the buffer off: every read is one GET of exactly
+    the bytes asked for.
+    """
+
+    strategy = "range_based"
+
+    def __init__(
+        self,
+        bucket: str,
+        key: str,
+        get_object_info: GetObjectInfo,
+        get_stream: GetStream,
+        buffer_size: int | None = None,
+    ) -> None:
+        super().__init__(bucket, key)
+        self._buffer_size = validate_buffer_size(buffer_size)
+        self._size = get_object_info().size
+        self._get_stream = get_stream
+        self._buffer = b""
+        self._buffer_start = 0
+
+    @property
+    def buffer_size(self) -> int:
+        return self._buffer_size
+
+    def _object_size(self) -> int:
+        return self._size
+
+    def _pieces(self, start: int, length: int) -> Iterable[Chunk]:
+        end = start + length
+        pieces: list[Chunk] = []
+        buffer_end = self._buffer_start + len(self._buffer)
+        if self._buffer_start <= start < buffer_end:
+            served_to = min(end, buffer_end)
+            pieces.append(memoryview(self._buffer)[start - self._buffer_start : served_to - self._buffer_start])
+            start = served_to
+        rest = end - start
+        if rest == 0:
+            return pieces
+        if rest < self._buffer_size:
+            fill_end = min(start + self._buffer_size, self._size)
+            self._buffer = b"".join(self._get_stream(start, fill_end))
+            self._buffer_start = start
+            pieces.append(self._buffer if rest == len(self._buffer) else memoryview(self._buffer)[:rest])
+        else:
+            pieces.extend(self._get_stream(start, end))
+        return pieces
+
+    def _release(self) -> None:
+        self._buffer = b""

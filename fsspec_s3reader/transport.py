@@ -1,0 +1,346 @@
+"""Where S3 lives: object info and ranged GETs for one object, through s3fs's client.
+
+Readers see only ``get_object_info()`` and ``get_stream(start, end)``; this
+module turns those into HEAD and ranged GET requests on fsspec's event loop,
+retries a part whose connection dropped, and pins every GET of one open object
+to the ETag seen first. Its ``TransferCounter`` is the one place that counts
+requests and bytes; ``fs.stats`` reads it.
+
+How a range is fetched::
+
+    get_stream(start, end)
+      [start ............................................... end)
+      | part 0 | part 1 | part 2 | part 3 | ...          | last |
+        \\ up to ``max_parts_in_flight`` GETs run at once; parts are
+          yielded in order, each as the ``bytes`` the socket gave us.
+
+While the ETag is not yet known, only the first GET is in flight; its response
+headers pin the ETag and the rest of the window opens at once, so all parts
+come from one version of the object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import errno
+import logging
+import threading
+from collections import deque
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from botocore.exceptions import ClientError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+from fsspec.asyn import sync
+
+from .errors import IncompleteObjectError, ObjectChangedError
+from .protocol import ObjectInfo
+
+if TYPE_CHECKING:
+    from s3fs import S3FileSystem
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+"""Bytes per ranged GET when a long range is split into concurrent parts."""
+
+DEFAULT_MAX_PARTS_IN_FLIGHT = 8
+"""Concurrent GETs per stream; with the default part size, a 64 MiB memory window."""
+
+_STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    ResponseStreamingError,
+    ReadTimeoutError,
+    IncompleteReadError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
+try:  # aiohttp is how aiobotocore talks HTTP; its payload errors mean a dropped body
+    from aiohttp import ClientPayloadError
+
+    _STREAM_ERRORS += (ClientPayloadError,)
+except ImportError:  # pragma: no cover - aiobotocore always brings aiohttp today
+    pass
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class TransferStats:
+    """Requests a filesystem sent and bytes its readers received.
+
+    A snapshot: later traffic does not change it. Subtract two snapshots to
+    get the traffic in between (``after - before``).
+    """
+
+    get_requests: int = 0
+    head_requests: int = 0
+    other_requests: int = 0
+    """Listing, writing and the like: s3fs's own calls through this filesystem."""
+    bytes_fetched: int = 0
+
+    @property
+    def requests(self) -> int:
+        return self.get_requests + self.head_requests + self.other_requests
+
+    def __sub__(self, other: TransferStats) -> TransferStats:
+        return TransferStats(
+            get_requests=self.get_requests - other.get_requests,
+            head_requests=self.head_requests - other.head_requests,
+            other_requests=self.other_requests - other.other_requests,
+            bytes_fetched=self.bytes_fetched - other.bytes_fetched,
+        )
+
+
+class TransferCounter:
+    """The one place where requests and bytes are counted; safe across threads.
+
+    The filesystem records every S3 call it makes (``record_request``); the
+    transport records the body bytes it receives (``record_bytes``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats = TransferStats()
+
+    def record_request(self, method: str) -> None:
+        with self._lock:
+            stats = self._stats
+            if method == "get_object":
+                self._stats = dataclasses.replace(stats, get_requests=stats.get_requests + 1)
+            elif method == "head_object":
+                self._stats = dataclasses.replace(stats, head_requests=stats.head_requests + 1)
+            else:
+                self._stats = dataclasses.replace(stats, other_requests=stats.other_requests + 1)
+
+    def record_bytes(self, count: int) -> None:
+        with self._lock:
+            self._stats = dataclasses.replace(self._stats, bytes_fetched=self._stats.bytes_fetched + count)
+
+    def snapshot(self) -> TransferStats:
+        with self._lock:
+            return self._stats
+
+    def reset(self) -> None:
+        with self._lock:
+            self._stats = TransferStats()
+
+
+def split_into_parts(start: int, end: int, part_size: int) -> list[tuple[int, int]]:
+    """Cut ``[start, end)`` into consecutive ``[s, e)`` parts of at most ``part_size`` bytes."""
+    return [(s, min(s + part_size, end)) for s in range(start, end, part_size)]
+
+
+def _client_error_code(exc: BaseException) -> str | None:
+    """The S3 error code behind an exception s3fs translated, if there is one."""
+    for candidate in (exc, exc.__cause__):
+        if isinstance(candidate, ClientError):
+            code = candidate.response.get("Error", {}).get("Code")
+            return str(code) if code is not None else None
+    return None
+
+
+def _size_from_content_range(content_range: str | None) -> int | None:
+    """The total size in ``Content-Range: bytes 0-99/12345``, or None when absent or ``*``."""
+    if not content_range or "/" not in content_range:
+        return None
+    total = content_range.rsplit("/", 1)[1]
+    return int(total) if total.isdigit() else None
+
+
+class S3ObjectTransport:
+    """HEAD and ranged GETs for one S3 object; the source behind one open reader.
+
+    Built by the filesystem for every file it opens, so the ETag pin and the
+    cached object info live exactly as long as that file.
+    """
+
+    def __init__(
+        self,
+        fs: S3FileSystem,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        counter: TransferCounter,
+        part_size: int = DEFAULT_PART_SIZE,
+        max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT,
+        retries: int = 5,
+        request_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if part_size <= 0:
+            raise ValueError(f"part_size must be a positive number of bytes, got {part_size}")
+        if max_parts_in_flight <= 0:
+            raise ValueError(f"max_parts_in_flight must be at least 1, got {max_parts_in_flight}")
+        self._fs = fs
+        self.bucket = bucket
+        self.key = key
+        self._version_id = version_id
+        self._counter = counter
+        self._part_size = part_size
+        self._max_parts_in_flight = max_parts_in_flight
+        self._retries = max(1, retries)
+        self._request_kwargs_extra = dict(request_kwargs or {})
+        self._info: ObjectInfo | None = None
+        self._pinned_etag: str | None = None
+        # Settled once a response told us the ETag (or that there is none);
+        # until then a stream keeps one GET in flight so all parts share a pin.
+        self._pin_settled = version_id is not None
+        self._pin_changed = threading.Condition()
+
+    @property
+    def uri(self) -> str:
+        suffix = f"?versionId={self._version_id}" if self._version_id else ""
+        return f"s3://{self.bucket}/{self.key}{suffix}"
+
+    # -- the protocol readers see ------------------------------------------------
+
+    def get_object_info(self) -> ObjectInfo:
+        """Size, ETag and version of the object; one HEAD the first time, cached after.
+
+        A GET that already ran may have told us the size (``Content-Range``), in
+        which case no HEAD is sent at all.
+        """
+        if self._info is None:
+            response = sync(self._fs.loop, self._head)
+            self._learn(response, int(response["ContentLength"]))
+        assert self._info is not None
+        return self._info
+
+    def get_stream(self, start: int, end: int) -> Iterator[bytes]:
+        """Yield the bytes of ``[start, end)`` in order, as concurrent ranged GETs."""
+        if start < 0 or end < start:
+            raise ValueError(f"invalid byte range [{start}, {end}) for {self.uri}")
+        return self._stream_parts(split_into_parts(start, end, self._part_size))
+
+    # -- internals -----------------------------------------------------------------
+
+    def _stream_parts(self, parts: list[tuple[int, int]]) -> Iterator[bytes]:
+        in_flight: deque[concurrent.futures.Future[bytes]] = deque()
+        next_part = 0
+        try:
+            while next_part < len(parts) or in_flight:
+                window = self._max_parts_in_flight if self._pin_settled else 1
+                while next_part < len(parts) and len(in_flight) < window:
+                    in_flight.append(self._submit(self._get_part(*parts[next_part])))
+                    next_part += 1
+                if not self._pin_settled and next_part < len(parts):
+                    # Open the window as soon as the first response's headers
+                    # arrive, not when its whole body has.
+                    self._wait_for_pin(in_flight[0])
+                    if self._pin_settled:
+                        continue
+                yield in_flight.popleft().result()
+        finally:
+            # The consumer stopped early (closed, seeked away) or a part failed:
+            # nothing more of this stream will be read, so stop fetching it.
+            for future in in_flight:
+                future.cancel()
+
+    def _submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
+        loop = self._fs.loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            coro.close()
+            raise RuntimeError(
+                f"cannot read {self.uri} from inside fsspec's event loop; call the reader from a regular thread"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
+    def _wait_for_pin(self, first_part: concurrent.futures.Future[bytes]) -> None:
+        first_part.add_done_callback(lambda _: self._notify_pin_waiters())
+        with self._pin_changed:
+            self._pin_changed.wait_for(lambda: self._pin_settled or first_part.done())
+
+    def _notify_pin_waiters(self) -> None:
+        with self._pin_changed:
+            self._pin_changed.notify_all()
+
+    def _learn(self, response: dict[str, Any], size: int | None) -> None:
+        """Keep what a response told us: the ETag to pin and, if known, the size."""
+        with self._pin_changed:
+            if self._info is None and size is not None:
+                self._info = ObjectInfo(size=size, etag=response.get("ETag"), version_id=response.get("VersionId"))
+            if not self._pin_settled:
+                self._pinned_etag = response.get("ETag")
+                self._pin_settled = True
+            self._pin_changed.notify_all()
+
+    def _request_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {**self._request_kwargs_extra, "Bucket": self.bucket, "Key": self.key}
+        if self._version_id:
+            kwargs["VersionId"] = self._version_id
+        return kwargs
+
+    def _translate(self, exc: Exception, what: str) -> Exception | None:
+        """The error to raise instead of ``exc`` where it has a clearer one; else None."""
+        code = _client_error_code(exc)
+        if isinstance(exc, FileNotFoundError) or code in ("NoSuchKey", "NoSuchBucket", "NoSuchVersion", "404"):
+            error: Exception = FileNotFoundError(
+                errno.ENOENT, "No such S3 object (check the bucket, the key and the endpoint)", self.uri
+            )
+        elif code == "PreconditionFailed":
+            error = ObjectChangedError(
+                errno.ESTALE,
+                f"{self.uri} was overwritten while being read (pinned ETag {self._pinned_etag}); "
+                "reopen it to read the new version",
+            )
+        elif code == "InvalidRange":
+            size = self._info.size if self._info else "unknown"
+            error = IncompleteObjectError(errno.EIO, f"{what} lies beyond the end of {self.uri} (object size {size})")
+        else:
+            return None
+        return error
+
+    async def _head(self) -> dict[str, Any]:
+        logger.debug("HEAD %s", self.uri)
+        try:
+            response: dict[str, Any] = await self._fs._call_s3("head_object", self._fs.kwargs, **self._request_kwargs())
+        except Exception as exc:
+            translated = self._translate(exc, "HEAD")
+            if translated is None:
+                raise
+            raise translated from exc
+        return response
+
+    async def _get_part(self, start: int, end: int) -> bytes:
+        what = f"bytes [{start}, {end})"
+        for attempt in range(1, self._retries + 1):
+            kwargs = self._request_kwargs()
+            kwargs["Range"] = f"bytes={start}-{end - 1}"
+            if self._pinned_etag:
+                kwargs["IfMatch"] = self._pinned_etag
+            logger.debug("GET %s %s (attempt %d)", self.uri, kwargs["Range"], attempt)
+            try:
+                response = await self._fs._call_s3("get_object", **kwargs)
+            except Exception as exc:
+                translated = self._translate(exc, what)
+                if translated is None:
+                    raise
+                raise translated from exc
+            self._learn(response, _size_from_content_range(response.get("ContentRange")))
+            body = response["Body"]
+            try:
+                data: bytes = await body.read()
+            except _STREAM_ERRORS as exc:
+                if attempt == self._retries:
+                    raise
+                delay = min(0.1 * 1.7**attempt, 5.0)
+                logger.warning(
+                    "connection dropped reading %s of %s (%s); retrying in %.1fs", what, self.uri, exc, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            finally:
+                body.close()
+            self._counter.record_bytes(len(data))
+            if len(data) != end - start:
+                raise IncompleteObjectError(
+                    errno.EIO, f"{self.uri} returned {len(data)} bytes for {what}; the object is shorter than expected"
+                )
+            return data
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover

@@ -1,0 +1,52 @@
+"""Shared fixtures: one moto S3 server on 127.0.0.1 for the session, a fresh bucket per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from fsspec_s3reader import S3ReaderFileSystem
+from fsspec_s3reader.local_server import LocalS3Server
+
+# Every S3 call goes to the local server; make sure nothing reaches for real credentials or regions.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_PROFILE", None)
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.register_profile(
+    "dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3Server]:
+    with LocalS3Server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def storage_options(s3_server: LocalS3Server) -> dict[str, Any]:
+    return s3_server.storage_options
+
+
+@pytest.fixture
+def fs(storage_options: dict[str, Any]) -> S3ReaderFileSystem:
+    """A filesystem of its own per test, so ``fs.stats`` counts only this test's traffic."""
+    return S3ReaderFileSystem(skip_instance_cache=True, **storage_options)
+
+
+@pytest.fixture
+def bucket(fs: S3ReaderFileSystem) -> str:
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    fs.mkdir(name)
+    return name

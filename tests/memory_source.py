@@ -1,0 +1,34 @@
+"""An in-memory object behind the reader protocol, recording every range it is asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fsspec_s3reader.protocol import ObjectInfo
+
+
+class MemorySource:
+    """``get_object_info`` and ``get_stream`` over bytes, delivering ``chunk_size`` pieces."""
+
+    def __init__(self, data: bytes, chunk_size: int = 7) -> None:
+        self.data = data
+        self.chunk_size = chunk_size
+        self.requests: list[tuple[int, int]] = []
+        self.info_calls = 0
+
+    def get_object_info(self) -> ObjectInfo:
+        self.info_calls += 1
+        return ObjectInfo(size=len(self.data), etag='"memory"')
+
+    def get_stream(self, start: int, end: int) -> Iterator[bytes]:
+        assert 0 <= start <= end <= len(self.data), f"range [{start}, {end}) outside object of {len(self.data)} bytes"
+        self.requests.append((start, end))
+        return self._chunks(start, end)
+
+    def _chunks(self, start: int, end: int) -> Iterator[bytes]:
+        for offset in range(start, end, self.chunk_size):
+            yield self.data[offset : min(offset + self.chunk_size, end)]
+
+    @property
+    def bytes_requested(self) -> int:
+        return sum(end - start for start, end in self.requests)

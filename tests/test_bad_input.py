@@ -1,0 +1,154 @@
+"""Bad input gets a clear error that names what was wrong, and reads nothing wrong."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import fsspec
+import pytest
+from memory_source import MemorySource
+
+from fsspec_s3reader import S3ReaderConstructor, S3ReaderFileSystem
+from fsspec_s3reader.readers.ranged import RangedS3Reader
+
+STRATEGIES = ["sequential", "range_based", "dcp_optimized"]
+
+
+@pytest.fixture
+def reader() -> RangedS3Reader:
+    source = MemorySource(b"0123456789")
+    return RangedS3Reader("bucket", "key", source.get_object_info, source.get_stream, buffer_size=4)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_missing_key_is_file_not_found_naming_the_uri(fs: S3ReaderFileSystem, bucket: str, strategy: str) -> None:
+    with (
+        pytest.raises(FileNotFoundError, match=f"s3://{bucket}/no/such/key"),
+        fs.open(f"{bucket}/no/such/key", "rb", reader=strategy) as reader,
+    ):
+        reader.read(1)
+
+
+def test_missing_bucket_is_file_not_found_naming_the_uri(fs: S3ReaderFileSystem) -> None:
+    with pytest.raises(FileNotFoundError, match="s3://no-such-bucket-here/key"):
+        fs.open("no-such-bucket-here/key", "rb")
+
+
+def test_missing_object_through_fsspec_open(storage_options: dict, bucket: str) -> None:
+    with (
+        pytest.raises(FileNotFoundError, match=f"s3://{bucket}/absent.csv"),
+        fsspec.open(f"s3reader://{bucket}/absent.csv", "rb", **storage_options) as f,
+    ):
+        f.read()
+
+
+def test_opening_a_bucket_for_reading_says_it_is_a_bucket(fs: S3ReaderFileSystem, bucket: str) -> None:
+    with pytest.raises(IsADirectoryError, match=bucket):
+        fs.open(bucket, "rb")
+
+
+def test_unknown_reader_name_lists_the_valid_ones(storage_options: dict) -> None:
+    with pytest.raises(ValueError, match=r"unknown reader 'fastest'.*dcp_optimized, range_based, sequential"):
+        S3ReaderFileSystem(reader="fastest", skip_instance_cache=True, **storage_options)
+
+
+def test_unknown_reader_name_per_open(fs: S3ReaderFileSystem, bucket: str) -> None:
+    with pytest.raises(ValueError, match="unknown reader 'rangebased'"):
+        fs.open(f"{bucket}/k", "rb", reader="rangebased")
+
+
+def test_option_of_another_strategy_is_refused_naming_both(storage_options: dict) -> None:
+    with pytest.raises(ValueError, match="reader 'sequential' does not take buffer_size"):
+        S3ReaderFileSystem(reader="sequential", buffer_size=10, skip_instance_cache=True, **storage_options)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: S3ReaderConstructor.range_based(buffer_size=-1),
+        lambda: RangedS3Reader("b", "k", MemorySource(b"").get_object_info, MemorySource(b"").get_stream, -1),
+    ],
+)
+def test_negative_buffer_size_is_a_value_error(make: object) -> None:
+    with pytest.raises(ValueError, match="buffer_size must be >= 0"):
+        make()  # type: ignore[operator]
+
+
+def test_negative_buffer_size_in_storage_options(storage_options: dict) -> None:
+    with pytest.raises(ValueError, match="buffer_size must be >= 0"):
+        S3ReaderFileSystem(reader="range_based", buffer_size=-5, skip_instance_cache=True, **storage_options)
+
+
+def test_negative_max_gap_size_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="max_gap_size must be >= 0"):
+        S3ReaderConstructor.dcp_optimized(max_gap_size=-1)
+
+
+def test_nan_max_gap_size_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="max_gap_size"):
+        S3ReaderConstructor.dcp_optimized(max_gap_size=math.nan)
+
+
+@pytest.mark.parametrize(("offset", "whence"), [(-1, 0), (-11, 1), (-11, 2)])
+def test_negative_seek_target_is_a_value_error_and_keeps_the_position(
+    reader: RangedS3Reader, offset: int, whence: int
+) -> None:
+    reader.seek(3)
+    with pytest.raises(ValueError, match="negative seek value"):
+        reader.seek(offset, whence)
+    assert reader.tell() == 3
+
+
+@pytest.mark.parametrize("whence", [3, -1, 10])
+def test_bad_whence_is_a_value_error(reader: RangedS3Reader, whence: int) -> None:
+    with pytest.raises(ValueError, match="invalid whence"):
+        reader.seek(0, whence)
+
+
+def test_non_integer_sizes_and_offsets_are_type_errors(reader: RangedS3Reader) -> None:
+    with pytest.raises(TypeError):
+        reader.read(1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        reader.seek(1.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r: r.read(),
+        lambda r: r.read(1),
+        lambda r: r.readinto(bytearray(1)),
+        lambda r: r.readline(),
+        lambda r: r.seek(0),
+        lambda r: r.tell(),
+        lambda r: r.readable(),
+        lambda r: r.seekable(),
+    ],
+)
+def test_any_use_of_a_closed_reader_is_a_value_error(reader: RangedS3Reader, call: object) -> None:
+    reader.close()
+    with pytest.raises(ValueError, match="closed file"):
+        call(reader)  # type: ignore[operator]
+
+
+def test_closing_twice_is_harmless(reader: RangedS3Reader) -> None:
+    reader.close()
+    reader.close()
+    assert reader.closed
+
+
+def test_write_on_a_reader_is_unsupported(reader: RangedS3Reader) -> None:
+    with pytest.raises(io.UnsupportedOperation, match="reading only"):
+        reader.write(b"x")
+    assert not reader.writable()
+
+
+def test_readinto_a_read_only_buffer_is_a_type_error(reader: RangedS3Reader) -> None:
+    with pytest.raises(TypeError, match="writable"):
+        reader.readinto(b"immutable")
+
+
+def test_version_id_without_version_awareness_is_refused(fs: S3ReaderFileSystem, bucket: str) -> None:
+    with pytest.raises(ValueError, match="version_aware=True"):
+        fs.open(f"{bucket}/k", "rb", version_id="abc")

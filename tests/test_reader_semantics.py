@@ -1,0 +1,98 @@
+"""Every reader strategy answers any call sequence exactly as ``io.BytesIO`` over the same bytes."""
+
+from __future__ import annotations
+
+import math
+
+from file_model import assert_behaves_like_bytesio, object_bytes, operations
+from hypothesis import given
+from hypothesis import strategies as st
+from memory_source import MemorySource
+
+from fsspec_s3reader import S3ReaderFileSystem
+from fsspec_s3reader.readers.dcp_optimized import DCPOptimizedS3Reader, ItemRange
+from fsspec_s3reader.readers.ranged import RangedS3Reader
+from fsspec_s3reader.readers.sequential import SequentialS3Reader
+from fsspec_s3reader.transport import S3ObjectTransport, TransferCounter
+
+chunk_sizes = st.integers(min_value=1, max_value=64)
+buffer_sizes = st.integers(min_value=0, max_value=80)
+gap_sizes = st.sampled_from([0, 1, 16, 100, math.inf])
+
+
+@st.composite
+def data_and_item_ranges(draw: st.DrawFn) -> tuple[bytes, list[ItemRange]]:
+    """An object and some non-overlapping ranges inside it, as a load plan would name."""
+    data = draw(object_bytes)
+    cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(data)), max_size=12)))
+    pairs = list(zip(cuts[0::2], cuts[1::2], strict=False))
+    return data, [ItemRange(start, end) for start, end in pairs]
+
+
+# -- against an in-memory source -------------------------------------------------------------
+
+
+@given(data=object_bytes, ops=operations, chunk_size=chunk_sizes)
+def test_sequential_reader_matches_bytesio(data: bytes, ops: list, chunk_size: int) -> None:
+    source = MemorySource(data, chunk_size)
+    reader = SequentialS3Reader("bucket", "key", source.get_object_info, source.get_stream)
+    assert_behaves_like_bytesio(reader, data, ops)
+
+
+@given(data=object_bytes, ops=operations, chunk_size=chunk_sizes, buffer_size=buffer_sizes)
+def test_ranged_reader_matches_bytesio(data: bytes, ops: list, chunk_size: int, buffer_size: int) -> None:
+    source = MemorySource(data, chunk_size)
+    reader = RangedS3Reader("bucket", "key", source.get_object_info, source.get_stream, buffer_size=buffer_size)
+    assert_behaves_like_bytesio(reader, data, ops)
+
+
+@given(plan=data_and_item_ranges(), ops=operations, chunk_size=chunk_sizes, max_gap_size=gap_sizes)
+def test_dcp_optimized_reader_matches_bytesio_for_any_access(
+    plan: tuple[bytes, list[ItemRange]], ops: list, chunk_size: int, max_gap_size: float
+) -> None:
+    data, ranges = plan
+    source = MemorySource(data, chunk_size)
+    reader = DCPOptimizedS3Reader(
+        "bucket", "key", ranges, source.get_object_info, source.get_stream, max_gap_size=max_gap_size
+    )
+    assert_behaves_like_bytesio(reader, data, ops)
+
+
+# -- against the moto server, over HTTP ---------------------------------------------------------
+
+
+def _put(fs: S3ReaderFileSystem, bucket: str, data: bytes) -> str:
+    path = f"{bucket}/object.bin"
+    fs.pipe_file(path, data)
+    return path
+
+
+@given(data=object_bytes, ops=operations)
+def test_sequential_reader_over_s3_matches_bytesio(fs: S3ReaderFileSystem, bucket: str, data: bytes, ops: list) -> None:
+    with fs.open(_put(fs, bucket, data), "rb", reader="sequential") as reader:
+        assert isinstance(reader, SequentialS3Reader)
+        assert_behaves_like_bytesio(reader, data, ops)
+
+
+@given(data=object_bytes, ops=operations, buffer_size=buffer_sizes)
+def test_ranged_reader_over_s3_matches_bytesio(
+    fs: S3ReaderFileSystem, bucket: str, data: bytes, ops: list, buffer_size: int
+) -> None:
+    with fs.open(_put(fs, bucket, data), "rb", reader="range_based", buffer_size=buffer_size) as reader:
+        assert isinstance(reader, RangedS3Reader)
+        assert_behaves_like_bytesio(reader, data, ops)
+
+
+@given(plan=data_and_item_ranges(), ops=operations, max_gap_size=gap_sizes)
+def test_dcp_optimized_reader_over_s3_matches_bytesio(
+    fs: S3ReaderFileSystem, bucket: str, plan: tuple[bytes, list[ItemRange]], ops: list, max_gap_size: float
+) -> None:
+    data, ranges = plan
+    bucket_name, key, _ = fs.split_path(_put(fs, bucket, data))
+    # Tiny parts, so that one range group arrives as many concurrent GETs.
+    transport = S3ObjectTransport(fs, bucket_name, key, counter=TransferCounter(), part_size=16)
+    reader = DCPOptimizedS3Reader(
+        bucket_name, key, ranges, transport.get_object_info, transport.get_stream, max_gap_size=max_gap_size
+    )
+    with reader:
+        assert_behaves_like_bytesio(reader, data, ops)

@@ -1,0 +1,137 @@
+"""The transport: parts, ETag pinning, retries after a dropped connection, and the counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ResponseStreamingError
+
+from fsspec_s3reader import IncompleteObjectError, ObjectChangedError, S3ReaderFileSystem, TransferStats
+from fsspec_s3reader.transport import DEFAULT_MAX_PARTS_IN_FLIGHT, S3ObjectTransport, split_into_parts
+
+DATA = bytes(range(256)) * 16  # 4 KiB
+
+
+def test_split_into_parts_covers_the_range_exactly() -> None:
+    assert split_into_parts(5, 25, 10) == [(5, 15), (15, 25)]
+    assert split_into_parts(5, 26, 10) == [(5, 15), (15, 25), (25, 26)]
+    assert split_into_parts(5, 5, 10) == []
+
+
+def test_a_long_range_arrives_in_order_as_parts(storage_options: dict, bucket: str, fs: S3ReaderFileSystem) -> None:
+    fs.pipe_file(f"{bucket}/k", DATA)
+    parts_fs = S3ReaderFileSystem(part_size=1000, skip_instance_cache=True, **storage_options)
+    transport = S3ObjectTransport(parts_fs, bucket, "k", counter=parts_fs._counter, part_size=1000)
+    chunks = list(transport.get_stream(100, 3900))
+    assert [len(c) for c in chunks] == [1000, 1000, 1000, 800]
+    assert b"".join(chunks) == DATA[100:3900]
+    assert parts_fs.stats == TransferStats(get_requests=4, head_requests=0, bytes_fetched=3800)
+
+
+def test_a_get_tells_the_size_so_no_head_is_needed(fs: S3ReaderFileSystem, bucket: str) -> None:
+    fs.pipe_file(f"{bucket}/k", DATA)
+    transport = S3ObjectTransport(fs, bucket, "k", counter=fs._counter)
+    fs.reset_stats()
+    list(transport.get_stream(0, 10))
+    assert transport.get_object_info().size == len(DATA)
+    assert fs.stats.head_requests == 0
+
+
+def test_closing_a_stream_early_stops_fetching(storage_options: dict, bucket: str, fs: S3ReaderFileSystem) -> None:
+    fs.pipe_file(f"{bucket}/big", DATA * 100)  # 400 KiB in 100 parts
+    parts_fs = S3ReaderFileSystem(part_size=4096, skip_instance_cache=True, **storage_options)
+    with parts_fs.open(f"{bucket}/big", "rb", reader="sequential") as reader:
+        assert reader.read(10) == DATA[:10]
+    assert parts_fs.stats.get_requests <= DEFAULT_MAX_PARTS_IN_FLIGHT
+
+
+def test_an_object_overwritten_mid_read_raises_instead_of_mixing_versions(fs: S3ReaderFileSystem, bucket: str) -> None:
+    path = f"{bucket}/changing"
+    fs.pipe_file(path, b"a" * 1000)
+    with fs.open(path, "rb", reader="range_based", buffer_size=0) as reader:
+        assert reader.read(10) == b"a" * 10
+        fs.pipe_file(path, b"b" * 1000)
+        with pytest.raises(ObjectChangedError, match=f"s3://{path}"):
+            reader.read(10)
+        assert reader.tell() == 10
+
+
+def test_the_pin_comes_from_the_first_get_when_no_head_was_sent(fs: S3ReaderFileSystem, bucket: str) -> None:
+    path = f"{bucket}/changing"
+    fs.pipe_file(path, DATA)
+    transport = S3ObjectTransport(fs, bucket, "changing", counter=fs._counter)
+    assert b"".join(transport.get_stream(0, 10)) == DATA[:10]
+    fs.pipe_file(path, DATA[::-1])
+    with pytest.raises(ObjectChangedError):
+        list(transport.get_stream(10, 20))
+
+
+def test_a_range_beyond_the_end_of_the_object_is_an_incomplete_object(fs: S3ReaderFileSystem, bucket: str) -> None:
+    fs.pipe_file(f"{bucket}/short", DATA)
+    transport = S3ObjectTransport(fs, bucket, "short", counter=fs._counter)
+    with pytest.raises(IncompleteObjectError, match="short"):
+        list(transport.get_stream(len(DATA) - 10, len(DATA) + 10))
+    with pytest.raises(IncompleteObjectError, match="short"):
+        list(transport.get_stream(len(DATA) + 10, len(DATA) + 20))
+
+
+class _DroppingBody:
+    """A real response body that loses its connection after a few bytes."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    async def read(self, amt: int | None = None) -> bytes:
+        await self._body.read(10)
+        raise ResponseStreamingError(error=ConnectionResetError("connection reset by peer"))
+
+    def close(self) -> None:
+        self._body.close()
+
+
+class _DroppingFileSystem(S3ReaderFileSystem):
+    """The real filesystem against the real server, except that the first GET bodies drop."""
+
+    drops_left = 0
+
+    async def _call_s3(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        response = await super()._call_s3(method, *args, **kwargs)
+        if method == "get_object" and self.drops_left > 0:
+            self.drops_left -= 1
+            response["Body"] = _DroppingBody(response["Body"])
+        return response
+
+
+def test_a_dropped_connection_is_retried_and_the_read_completes(storage_options: dict, bucket: str) -> None:
+    dropping = _DroppingFileSystem(skip_instance_cache=True, **storage_options)
+    dropping.pipe_file(f"{bucket}/k", DATA)
+    dropping.drops_left = 2
+    dropping.reset_stats()
+    with dropping.open(f"{bucket}/k", "rb", reader="range_based", buffer_size=0) as reader:
+        assert reader.read() == DATA
+    assert dropping.drops_left == 0
+    assert dropping.stats.get_requests == 3
+
+
+def test_a_connection_that_keeps_dropping_fails_after_the_retries(storage_options: dict, bucket: str) -> None:
+    dropping = _DroppingFileSystem(skip_instance_cache=True, **storage_options)
+    dropping.retries = 2  # s3fs's attempts per request; the transport uses as many per part
+    dropping.pipe_file(f"{bucket}/k", DATA)
+    dropping.drops_left = 10
+    with (
+        dropping.open(f"{bucket}/k", "rb", reader="range_based", buffer_size=0) as reader,
+        pytest.raises(ResponseStreamingError),
+    ):
+        reader.read()
+
+
+def test_stats_subtract_and_reset(fs: S3ReaderFileSystem, bucket: str) -> None:
+    fs.pipe_file(f"{bucket}/k", DATA)
+    before = fs.stats
+    with fs.open(f"{bucket}/k", "rb") as reader:
+        reader.read()
+    delta = fs.stats - before
+    assert (delta.get_requests, delta.head_requests, delta.bytes_fetched) == (1, 1, len(DATA))
+    fs.reset_stats()
+    assert fs.stats == TransferStats()
