@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--endpoint", metavar="URL", help="an S3-compatible endpoint to use instead of the embedded moto server"
     )
-    demo.add_argument("--bucket", default="fsspec-s3reader-demo", help="bucket for the sample objects (created if absent)")
+    demo.add_argument(
+        "--bucket", default="fsspec-s3reader-demo", help="bucket for the sample objects (created if absent)"
+    )
     demo.add_argument("--size-mib", type=int, default=32, help="size of the sample object in MiB (default 32)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -67,7 +67,7 @@ def _parquet_workloads(path: str, storage_options: dict[str, Any]) -> Iterator[D
     buffer = io.BytesIO()
     frame.to_parquet(buffer, row_group_size=50_000)
     expected = frame[["c1", "c5"]]
-    choices = {
+    choices: dict[str, dict[str, Any]] = {
         "sequential": {"reader": "sequential"},
         "range_based": {"reader": "range_based"},
         "range_based/64K": {"reader": "range_based", "buffer_size": 64 * 1024},
@@ -89,7 +89,8 @@ def _parquet_workloads(path: str, storage_options: dict[str, Any]) -> Iterator[D
 def _dcp_workloads(prefix: str, storage_options: dict[str, Any]) -> Iterator[DemoRow]:
     try:
         import torch
-        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict_loader import load
+        from torch.distributed.checkpoint.state_dict_saver import save
     except ImportError:
         return
     from .dcp import S3StorageReader, S3StorageWriter
@@ -101,7 +102,7 @@ def _dcp_workloads(prefix: str, storage_options: dict[str, Any]) -> Iterator[Dem
     optimizer.step()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch notes that no process group is set up: intended here
-        dcp.save(
+        save(
             {"model": model.state_dict(), "optim": optimizer.state_dict()},
             storage_writer=S3StorageWriter(f"s3://{prefix}", thread_count=2, **storage_options),
         )
@@ -113,7 +114,7 @@ def _dcp_workloads(prefix: str, storage_options: dict[str, Any]) -> Iterator[Dem
             target = {"model": {k: torch.zeros_like(v) for k, v in model.state_dict().items()}}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                dcp.load(target, storage_reader=reader)
+                load(target, storage_reader=reader)
             return all(torch.equal(target["model"][k], v) for k, v in model.state_dict().items())
 
         yield _measure(reader.filesystem, "DCP: load model, skip optimizer", strategy, load_model_only)

@@ -283,6 +283,10 @@ class S3ObjectTransport:
             error: Exception = FileNotFoundError(
                 errno.ENOENT, "No such S3 object (check the bucket, the key and the endpoint)", self.uri
             )
+        elif isinstance(exc, PermissionError) or code in ("AccessDenied", "AllAccessDisabled", "403"):
+            error = PermissionError(
+                errno.EACCES, "Access denied (check the credentials, or anon=True for a public object)", self.uri
+            )
         elif code == "PreconditionFailed":
             error = ObjectChangedError(
                 errno.ESTALE,

@@ -73,6 +73,10 @@ class S3Reader(io.BufferedIOBase):
     def _release(self) -> None:
         """Drop buffers and streams; called once, on close."""
 
+    def _readline_step(self) -> int:
+        """How much ``readline`` reads next while looking for a newline; a strategy may align it to its buffer."""
+        return _READLINE_CHUNK
+
     # -- identity ---------------------------------------------------------------------
 
     @property
@@ -180,7 +184,7 @@ class S3Reader(io.BufferedIOBase):
         parts: list[bytes] = []
         taken = 0
         while limit < 0 or taken < limit:
-            step = _READLINE_CHUNK if limit < 0 else min(_READLINE_CHUNK, limit - taken)
+            step = self._readline_step() if limit < 0 else min(self._readline_step(), limit - taken)
             chunk = self.read(step)
             if not chunk:
                 break

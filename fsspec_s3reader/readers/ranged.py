@@ -87,5 +87,16 @@ class RangedS3Reader(S3Reader):
             pieces.extend(self._get_stream(start, end))
         return pieces
 
+    def _readline_step(self) -> int:
+        # Never straddle the buffer's end: readline seeks back after the
+        # newline, and that must land in the buffer, not before a new one.
+        step = super()._readline_step()
+        buffer_end = self._buffer_start + len(self._buffer)
+        if self._buffer_start <= self._position < buffer_end:
+            return min(step, buffer_end - self._position)
+        if self._buffer_size <= 1:
+            return step  # no buffer to stay inside: look ahead in full steps
+        return min(step, self._buffer_size - 1)  # small enough to fill a new buffer
+
     def _release(self) -> None:
         self._buffer = b""

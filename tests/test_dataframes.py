@@ -1,0 +1,108 @@
+"""pandas and pyarrow read through s3reader:// exactly what they read from local disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+from fsspec_s3reader import S3ReaderFileSystem
+
+READER_CHOICES = [
+    {"reader": "sequential"},
+    {"reader": "range_based"},
+    {"reader": "range_based", "buffer_size": 0},
+    {"reader": "range_based", "buffer_size": 4096},
+]
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    rows = 20_000
+    return pd.DataFrame(
+        {
+            "id": np.arange(rows, dtype=np.int64),
+            "value": rng.normal(size=rows),
+            "flag": rng.integers(0, 2, size=rows).astype(bool),
+            "name": [f"row-{i % 97}" for i in range(rows)],
+            "small": rng.integers(-100, 100, size=rows).astype(np.int8),
+        }
+    )
+
+
+@pytest.fixture
+def parquet_file(tmp_path: Path, frame: pd.DataFrame, fs: S3ReaderFileSystem, bucket: str) -> tuple[Path, str]:
+    local = tmp_path / "t.parquet"
+    frame.to_parquet(local, row_group_size=3_000)
+    fs.put_file(str(local), f"{bucket}/t.parquet")
+    return local, f"{bucket}/t.parquet"
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path, frame: pd.DataFrame, fs: S3ReaderFileSystem, bucket: str) -> tuple[Path, str]:
+    local = tmp_path / "t.csv"
+    frame.to_csv(local, index=False)
+    fs.put_file(str(local), f"{bucket}/t.csv")
+    return local, f"{bucket}/t.csv"
+
+
+def _options(choice: dict, storage_options: dict) -> dict:
+    return {**storage_options, **choice}
+
+
+@pytest.mark.parametrize("choice", READER_CHOICES)
+def test_read_parquet_columns_matches_local(
+    parquet_file: tuple[Path, str], storage_options: dict, choice: dict
+) -> None:
+    local, remote = parquet_file
+    expected = pd.read_parquet(local, columns=["id", "name"])
+    got = pd.read_parquet(
+        f"s3reader://{remote}", columns=["id", "name"], storage_options=_options(choice, storage_options)
+    )
+    pd.testing.assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize("choice", READER_CHOICES)
+def test_read_csv_matches_local(csv_file: tuple[Path, str], storage_options: dict, choice: dict) -> None:
+    local, remote = csv_file
+    pd.testing.assert_frame_equal(
+        pd.read_csv(f"s3reader://{remote}", storage_options=_options(choice, storage_options)), pd.read_csv(local)
+    )
+
+
+@pytest.mark.parametrize("choice", READER_CHOICES)
+def test_pyarrow_through_fsspec_handler_matches_local(
+    parquet_file: tuple[Path, str], storage_options: dict, choice: dict
+) -> None:
+    local, remote = parquet_file
+    arrow_fs = PyFileSystem(
+        FSSpecHandler(S3ReaderFileSystem(skip_instance_cache=True, **_options(choice, storage_options)))
+    )
+    got = pq.read_table(remote, filesystem=arrow_fs, columns=["value", "flag", "small"])
+    assert got.equals(pq.read_table(local, columns=["value", "flag", "small"]))
+
+
+@pytest.mark.parametrize("choice", READER_CHOICES)
+def test_pyarrow_through_a_file_object_matches_local(
+    parquet_file: tuple[Path, str], storage_options: dict, choice: dict
+) -> None:
+    local, remote = parquet_file
+    fs = S3ReaderFileSystem(skip_instance_cache=True, **_options(choice, storage_options))
+    with fs.open(remote, "rb") as f:
+        got = pq.read_table(f)
+    assert got.equals(pq.read_table(local))
+
+
+def test_a_column_subset_fetches_less_than_the_file_with_a_small_buffer(
+    parquet_file: tuple[Path, str], storage_options: dict
+) -> None:
+    local, remote = parquet_file
+    fs = S3ReaderFileSystem(reader="range_based", buffer_size=0, skip_instance_cache=True, **storage_options)
+    with fs.open(remote, "rb") as f:
+        pq.read_table(f, columns=["small"])
+    assert fs.stats.bytes_fetched < local.stat().st_size / 2
