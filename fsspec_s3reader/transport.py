@@ -127,6 +127,51 @@ class TransferCounter:
             self._stats = TransferStats()
 
 
+class _PartStream(Iterator[bytes]):
+    """The parts of one range, fetched concurrently within a window and handed out in order."""
+
+    def __init__(self, transport: S3ObjectTransport, parts: list[tuple[int, int]]) -> None:
+        self._transport = transport
+        self._parts = parts
+        self._next_part = 0
+        self._in_flight: deque[concurrent.futures.Future[bytes]] = deque()
+        self._fill_window()
+
+    def __next__(self) -> bytes:
+        if not self._in_flight:
+            raise StopIteration
+        transport = self._transport
+        if not transport._pin_settled and self._next_part < len(self._parts):
+            # Open the window as soon as the first response's headers arrive
+            # (they pin the ETag), not when its whole body has.
+            transport._wait_for_pin(self._in_flight[0])
+            self._fill_window()
+        try:
+            part = self._in_flight.popleft().result()
+        except BaseException:
+            self.close()
+            raise
+        self._fill_window()  # keep the window full while the caller works on this part
+        return part
+
+    def _fill_window(self) -> None:
+        transport = self._transport
+        window = transport._max_parts_in_flight if transport._pin_settled else 1
+        while self._next_part < len(self._parts) and len(self._in_flight) < window:
+            start, end = self._parts[self._next_part]
+            self._in_flight.append(transport._submit(transport._get_part(start, end)))
+            self._next_part += 1
+
+    def close(self) -> None:
+        """Stop fetching: the caller closed the file or moved elsewhere."""
+        while self._in_flight:
+            self._in_flight.pop().cancel()
+        self._next_part = len(self._parts)
+
+    def __del__(self) -> None:
+        self.close()
+
+
 def split_into_parts(start: int, end: int, part_size: int) -> list[tuple[int, int]]:
     """Cut ``[start, end)`` into consecutive ``[s, e)`` parts of at most ``part_size`` bytes."""
     return [(s, min(s + part_size, end)) for s in range(start, end, part_size)]
@@ -209,34 +254,17 @@ class S3ObjectTransport:
         return self._info
 
     def get_stream(self, start: int, end: int) -> Iterator[bytes]:
-        """Yield the bytes of ``[start, end)`` in order, as concurrent ranged GETs."""
+        """Yield the bytes of ``[start, end)`` in order, as concurrent ranged GETs.
+
+        The first GET is sent now, not at the first ``next()``: a reader that
+        knows what it will need (the DCP reader's next range group) starts the
+        stream early and the bytes are on their way while it works.
+        """
         if start < 0 or end < start:
             raise ValueError(f"invalid byte range [{start}, {end}) for {self.uri}")
-        return self._stream_parts(split_into_parts(start, end, self._part_size))
+        return _PartStream(self, split_into_parts(start, end, self._part_size))
 
     # -- internals -----------------------------------------------------------------
-
-    def _stream_parts(self, parts: list[tuple[int, int]]) -> Iterator[bytes]:
-        in_flight: deque[concurrent.futures.Future[bytes]] = deque()
-        next_part = 0
-        try:
-            while next_part < len(parts) or in_flight:
-                window = self._max_parts_in_flight if self._pin_settled else 1
-                while next_part < len(parts) and len(in_flight) < window:
-                    in_flight.append(self._submit(self._get_part(*parts[next_part])))
-                    next_part += 1
-                if not self._pin_settled and next_part < len(parts):
-                    # Open the window as soon as the first response's headers
-                    # arrive, not when its whole body has.
-                    self._wait_for_pin(in_flight[0])
-                    if self._pin_settled:
-                        continue
-                yield in_flight.popleft().result()
-        finally:
-            # The consumer stopped early (closed, seeked away) or a part failed:
-            # nothing more of this stream will be read, so stop fetching it.
-            for future in in_flight:
-                future.cancel()
 
     def _submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
         loop = self._fs.loop

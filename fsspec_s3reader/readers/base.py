@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 from ..protocol import Chunk
@@ -23,6 +23,13 @@ def _as_byte_view(buffer: Any) -> memoryview:
     if view.readonly:
         raise TypeError(f"readinto() argument must be a writable bytes-like object, not {type(buffer).__name__}")
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def close_stream(stream: Iterator[Chunk] | None) -> None:
+    """Stop a stream a reader no longer needs, releasing its connection and what it fetched ahead."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
 
 
 def _checked_size(size: Any) -> int:

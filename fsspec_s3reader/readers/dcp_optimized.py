@@ -15,8 +15,10 @@ ranges and serves them from as few ranged GETs as the gaps allow::
 
 Only one item is buffered at a time: its segments are dropped when the next
 item starts, so memory stays at one item plus the transport's window of
-parts in flight. Reads within the current item may go anywhere (``torch.load``
-seeks around inside an item); across items they go forward.
+parts in flight. When a group's last item is in memory, the next group's
+stream starts, so its first bytes travel while torch deserializes. Reads
+within the current item may go anywhere (``torch.load`` seeks around inside
+an item); across items they go forward.
 
 Anything else - a read before the current item, in a gap, past the last item,
 or an item asked for twice out of order - is not an error: it is served with
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 
 from ..errors import IncompleteObjectError
 from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader
+from .base import S3Reader, close_stream
 from .ranged import RangedS3Reader
 
 logger = logging.getLogger(__name__)
@@ -134,6 +136,9 @@ class DCPOptimizedS3Reader(S3Reader):
         # The stream of the current group, and the bytes received but not yet used.
         self._stream: Iterator[Chunk] | None = None
         self._stream_group = -1
+        # The next group's stream, started as soon as the current group's last
+        # item is in memory, so its bytes travel while torch deserializes.
+        self._prefetched: tuple[int, Iterator[Chunk]] | None = None
         self._leftover = memoryview(b"")
         self._leftover_start = 0  # absolute offset of self._leftover[0]
 
@@ -181,6 +186,7 @@ class DCPOptimizedS3Reader(S3Reader):
 
     def _release(self) -> None:
         self._close_stream()
+        self._close_prefetched()
         self._segments = []
         self._segment_starts = []
         if self._fallback is not None:
@@ -223,11 +229,23 @@ class DCPOptimizedS3Reader(S3Reader):
         self._leftover = view
         self._leftover_start = position
         self._current = index
+        if item is self._groups[group].items[-1] and group + 1 < len(self._groups):
+            self._prefetch_group(group + 1)
+
+    def _prefetch_group(self, group: int) -> None:
+        if self._prefetched is None:
+            spec = self._groups[group]
+            self._prefetched = (group, self._get_stream(spec.start, spec.end))
 
     def _open_group_stream(self, group: int) -> None:
         self._close_stream()
         spec = self._groups[group]
-        self._stream = self._get_stream(spec.start, spec.end)
+        if self._prefetched is not None and self._prefetched[0] == group:
+            self._stream = self._prefetched[1]
+            self._prefetched = None
+        else:
+            self._close_prefetched()
+            self._stream = self._get_stream(spec.start, spec.end)
         self._stream_group = group
         self._leftover = memoryview(b"")
         self._leftover_start = spec.start
@@ -253,11 +271,15 @@ class DCPOptimizedS3Reader(S3Reader):
             segment += 1
 
     def _close_stream(self) -> None:
-        if self._stream is not None and hasattr(self._stream, "close"):
-            self._stream.close()
+        close_stream(self._stream)
         self._stream = None
         self._stream_group = -1
         self._leftover = memoryview(b"")
+
+    def _close_prefetched(self) -> None:
+        if self._prefetched is not None:
+            close_stream(self._prefetched[1])
+            self._prefetched = None
 
     # -- stray access ------------------------------------------------------------------
 

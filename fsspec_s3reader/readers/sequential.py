@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from ..errors import IncompleteObjectError
 from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader
+from .base import S3Reader, close_stream
 
 
 class SequentialS3Reader(S3Reader):
@@ -59,7 +59,6 @@ class SequentialS3Reader(S3Reader):
             self._filled += len(chunk)
 
     def _release(self) -> None:
-        if self._stream is not None and hasattr(self._stream, "close"):
-            self._stream.close()
+        close_stream(self._stream)
         self._stream = None
         self._buffer = None
