@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .constructor import (
+    DCPOptimizedConstructor,
     RangeBasedConstructor,
     ReaderConstructor,
     S3ReaderConstructor,
@@ -20,7 +21,7 @@ from .constructor import (
 from .errors import IncompleteObjectError, ObjectChangedError
 from .filesystem import S3ReaderFileSystem
 from .protocol import ObjectInfo
-from .readers import RangedS3Reader, S3Reader, SequentialS3Reader
+from .readers import DCPOptimizedS3Reader, ItemRange, RangedS3Reader, RangeGroup, S3Reader, SequentialS3Reader
 from .transport import TransferStats
 
 if TYPE_CHECKING:
@@ -29,10 +30,14 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "DCPOptimizedConstructor",
+    "DCPOptimizedS3Reader",
     "IncompleteObjectError",
+    "ItemRange",
     "ObjectChangedError",
     "ObjectInfo",
     "RangeBasedConstructor",
+    "RangeGroup",
     "RangedS3Reader",
     "ReaderConstructor",
     "S3Reader",

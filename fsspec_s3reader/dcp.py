@@ -22,7 +22,7 @@ from torch.distributed.checkpoint.metadata import Metadata
 from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, LoadPlanner, ReadItem
 from torch.futures import Future
 
-from .constructor import DCPOptimizedConstructor, ReaderConstructor, S3ReaderConstructor, object_uri
+from .constructor import DCPOptimizedConstructor, ReaderConstructor, make_constructor, object_uri, reader_option_names
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,25 @@ def _filesystem_url(checkpoint_uri: str) -> str:
     return "s3reader://" + object_uri(checkpoint_uri)[len("s3://") :]
 
 
+def _constructor_for(
+    reader_constructor: ReaderConstructor | None, storage_options: dict[str, Any]
+) -> ReaderConstructor:
+    """The constructor a storage reader uses: given as an object, or by name in storage options, or the default.
+
+    Takes ``reader`` and strategy options out of ``storage_options``, so they
+    reach the filesystem as one constructor object.
+    """
+    name = storage_options.pop("reader", None)
+    options = {key: storage_options.pop(key) for key in reader_option_names() & storage_options.keys()}
+    if reader_constructor is None:
+        return make_constructor(name if name is not None else "dcp_optimized", options)
+    if name is not None or options:
+        raise ValueError(
+            "choose the strategy once: pass reader_constructor=..., or reader='name' with its options, not both"
+        )
+    return reader_constructor
+
+
 class S3StorageReader(FsspecReader):
     """Loads a DCP checkpoint from S3, fetching only the byte ranges the load plan reads.
 
@@ -58,7 +77,9 @@ class S3StorageReader(FsspecReader):
         path: the checkpoint's URI, ``s3://bucket/prefix`` or ``s3reader://bucket/prefix``.
         reader_constructor: how files are read; default
             ``S3ReaderConstructor.dcp_optimized()``. A DCP-optimized constructor
-            is copied, so readers never share a load's ranges.
+            is copied, so readers never share a load's ranges. A strategy may
+            also be named in the storage options instead (``reader="range_based",
+            buffer_size=0``).
         atomic: stage the loaded tensors and objects until every read has
             succeeded, then write them into the state dict. A failed load then
             leaves the state dict untouched. Costs CPU memory for a copy of
@@ -79,12 +100,11 @@ class S3StorageReader(FsspecReader):
         **storage_options: Any,
     ) -> None:
         checkpoint = _checkpoint_uri(path)
-        constructor = reader_constructor if reader_constructor is not None else S3ReaderConstructor.dcp_optimized()
+        constructor = _constructor_for(reader_constructor, storage_options)
         if isinstance(constructor, DCPOptimizedConstructor):
             constructor = constructor.fresh()
         self._reader_constructor: ReaderConstructor = constructor
         self._atomic = atomic
-        storage_options.pop("reader", None)  # the constructor decides; a stray name must not override it
         # A filesystem of our own (not fsspec's shared instance), so this load's
         # constructor and its ranges are seen by no other load.
         super().__init__(_filesystem_url(checkpoint), reader=constructor, skip_instance_cache=True, **storage_options)

@@ -328,3 +328,15 @@ def test_loaded_tensors_keep_their_device_and_identity(saved: tuple[str, dict], 
     load(target, S3StorageReader(uri, **storage_options))
     assert target["model"]["0.weight"] is weight  # loaded in place, as torch does
     assert torch.equal(weight, state["model"]["0.weight"])
+
+
+def test_the_strategy_can_be_named_in_storage_options(saved: tuple[str, dict], storage_options: dict) -> None:
+    uri, state = saved
+    reader = S3StorageReader(uri, reader="range_based", buffer_size=0, **storage_options)
+    assert S3ReaderConstructor.get_reader_type_string(reader.reader_constructor) == "range_based"
+    assert_same_state(load(blank_like(state), reader), state)
+
+
+def test_a_strategy_given_twice_is_refused(saved: tuple[str, dict], storage_options: dict) -> None:
+    with pytest.raises(ValueError, match="choose the strategy once"):
+        S3StorageReader(saved[0], S3ReaderConstructor.sequential(), reader="range_based", **storage_options)
