@@ -7,6 +7,7 @@ s3fs option) is s3fs's own.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -17,6 +18,7 @@ from .readers.base import S3Reader
 from .transport import (
     DEFAULT_MAX_PARTS_IN_FLIGHT,
     DEFAULT_PART_SIZE,
+    CountingBody,
     S3ObjectTransport,
     TransferCounter,
     TransferStats,
@@ -25,6 +27,12 @@ from .transport import (
 logger = logging.getLogger(__name__)
 
 _S3_PREFIXES = ("s3reader://", "s3://", "s3a://")
+_S3FS_PARAMETERS = frozenset(inspect.signature(S3FileSystem.__init__).parameters)
+
+
+def _strategy_option_names() -> frozenset[str]:
+    """Options that belong to a reader strategy; a name s3fs also takes stays s3fs's."""
+    return reader_option_names() - _S3FS_PARAMETERS
 
 
 class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no type hints
@@ -44,8 +52,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
     max_parts_in_flight:
         How many of those GETs run at once per open file.
 
-    ``fs.stats`` tells how many GET and HEAD requests its readers sent and how
-    many bytes they received; ``fs.reset_stats()`` starts the count again.
+    ``fs.stats`` tells how many requests this filesystem sent (GET, HEAD,
+    other) and how many body bytes it received, for its readers and for
+    s3fs's own calls alike; ``fs.reset_stats()`` starts the count again.
     """
 
     protocol = ("s3reader",)
@@ -58,7 +67,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT,
         **kwargs: Any,
     ) -> None:
-        options = {name: kwargs.pop(name) for name in reader_option_names() & kwargs.keys()}
+        options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
         self._reader_constructor = make_constructor(reader, options)
         if part_size <= 0:
             raise ValueError(f"part_size must be a positive number of bytes, got {part_size}")
@@ -86,7 +95,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
 
     @property
     def stats(self) -> TransferStats:
-        """Requests and bytes of this filesystem's readers so far (a snapshot)."""
+        """Requests sent and body bytes received by this filesystem so far (a snapshot)."""
         return self._counter.snapshot()
 
     def reset_stats(self) -> None:
@@ -94,9 +103,13 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
 
     async def _call_s3(self, method: str, *akwarglist: Any, **kwargs: Any) -> Any:
         # Every S3 request of this filesystem passes here, the readers' ranged
-        # GETs and s3fs's own listing and info calls alike: count it once.
+        # GETs and s3fs's own listing and info calls alike: count it once, and
+        # count the bytes of every body read from it.
         self._counter.record_request(method)
-        return await super()._call_s3(method, *akwarglist, **kwargs)
+        response = await super()._call_s3(method, *akwarglist, **kwargs)
+        if method == "get_object" and "Body" in response:
+            response["Body"] = CountingBody(response["Body"], self._counter)
+        return response
 
     def _open(
         self,
@@ -147,9 +160,10 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         bucket, key, path_version_id = self.split_path(path)
         if not key:
             raise IsADirectoryError(f"s3://{bucket} is a bucket, not an object; name a key inside it")
-        if version_id and not self.version_aware:
-            raise ValueError("version_id needs a version-aware filesystem: pass version_aware=True")
-        options = {name: kwargs.pop(name) for name in reader_option_names() & kwargs.keys()}
+        if (version_id or "?versionId=" in str(path)) and not self.version_aware:
+            # s3fs would drop a ?versionId= here and read the latest version instead
+            raise ValueError(f"reading a version of {path} needs a version-aware filesystem: pass version_aware=True")
+        options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
         if reader is None and not options:
             constructor = self._reader_constructor
         else:
@@ -159,7 +173,6 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             bucket,
             key,
             version_id or path_version_id,
-            counter=self._counter,
             part_size=self._part_size,
             max_parts_in_flight=self._max_parts_in_flight,
             retries=self.retries,

@@ -96,8 +96,10 @@ class TransferStats:
 class TransferCounter:
     """The one place where requests and bytes are counted; safe across threads.
 
-    The filesystem records every S3 call it makes (``record_request``); the
-    transport records the body bytes it receives (``record_bytes``).
+    The filesystem records every S3 call it makes (``record_request``) and
+    wraps every response body in a :class:`CountingBody`, so the readers'
+    ranged GETs and s3fs's own calls (``info``, ``cat_file``, ...) are counted
+    alike.
     """
 
     def __init__(self) -> None:
@@ -125,6 +127,36 @@ class TransferCounter:
     def reset(self) -> None:
         with self._lock:
             self._stats = TransferStats()
+
+
+class CountingBody:
+    """An S3 response body that records every byte read from it, then passes it on unchanged."""
+
+    def __init__(self, body: Any, counter: TransferCounter) -> None:
+        self._body = body
+        self._counter = counter
+
+    async def read(self, amt: int | None = None) -> bytes:
+        data: bytes = await self._body.read(amt)
+        self._counter.record_bytes(len(data))
+        return data
+
+    async def readinto(self, buffer: Any) -> int:
+        count: int = await self._body.readinto(buffer)
+        self._counter.record_bytes(count)
+        return count
+
+    def close(self) -> None:
+        self._body.close()
+
+    async def __aenter__(self) -> CountingBody:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._body, name)
 
 
 class _PartStream(Iterator[bytes]):
@@ -208,7 +240,6 @@ class S3ObjectTransport:
         key: str,
         version_id: str | None = None,
         *,
-        counter: TransferCounter,
         part_size: int = DEFAULT_PART_SIZE,
         max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT,
         retries: int = 5,
@@ -222,7 +253,6 @@ class S3ObjectTransport:
         self.bucket = bucket
         self.key = key
         self._version_id = version_id
-        self._counter = counter
         self._part_size = part_size
         self._max_parts_in_flight = max_parts_in_flight
         self._retries = max(1, retries)
@@ -369,7 +399,6 @@ class S3ObjectTransport:
                 continue
             finally:
                 body.close()
-            self._counter.record_bytes(len(data))
             if len(data) != end - start:
                 raise IncompleteObjectError(
                     errno.EIO, f"{self.uri} returned {len(data)} bytes for {what}; the object is shorter than expected"

@@ -152,3 +152,11 @@ def test_readinto_a_read_only_buffer_is_a_type_error(reader: RangedS3Reader) -> 
 def test_version_id_without_version_awareness_is_refused(fs: S3ReaderFileSystem, bucket: str) -> None:
     with pytest.raises(ValueError, match="version_aware=True"):
         fs.open(f"{bucket}/k", "rb", version_id="abc")
+
+
+def test_a_version_in_the_path_without_version_awareness_is_refused_not_ignored(
+    fs: S3ReaderFileSystem, bucket: str
+) -> None:
+    fs.pipe_file(f"{bucket}/k", b"latest")
+    with pytest.raises(ValueError, match="version_aware=True"):
+        fs.open(f"{bucket}/k?versionId=abc", "rb")

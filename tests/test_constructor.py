@@ -135,3 +135,14 @@ def test_storage_options_choose_the_strategy(
     with fsspec.open(f"s3reader://{bucket}/k", "rb", **options) as f:
         assert isinstance(f, expected)
         assert f.read() == b"data"
+
+
+def test_an_option_named_like_an_s3fs_parameter_stays_with_s3fs(storage_options: dict) -> None:
+    register_reader("shadowing", lambda anon=False: S3ReaderConstructor.sequential(), replace=True)
+    try:
+        fs = S3ReaderFileSystem(reader="shadowing", anon=True, skip_instance_cache=True, **storage_options)
+        assert fs.anon is True
+    finally:
+        from fsspec_s3reader import constructor
+
+        constructor._FACTORIES.pop("shadowing", None)
