@@ -6,8 +6,10 @@ when it stops. Needs ``moto[server]`` (the ``demo`` and ``test`` extras).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +23,14 @@ logger = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 CREDENTIALS = {"key": "testing", "secret": "testing"}
 """Any credentials do for moto; these are passed explicitly so none are looked up."""
+
+
+def _die_with_parent() -> None:
+    """In the server's process (Linux): be terminated when the process that started it dies, even by SIGKILL."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -69,7 +79,9 @@ class LocalS3Server:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
+            atexit.register(self.stop)
             self._endpoint_url = f"http://{LOOPBACK}:{port}"
             self._wait_until_ready()
         else:
@@ -100,6 +112,7 @@ class LocalS3Server:
             self._thread_server.stop()
             self._thread_server = None
         if self._process is not None:
+            atexit.unregister(self.stop)
             self._process.terminate()
             try:
                 self._process.wait(timeout=10)

@@ -12,7 +12,8 @@ How a range is fetched::
       [start ............................................... end)
       | part 0 | part 1 | part 2 | part 3 | ...          | last |
         \\ up to ``max_parts_in_flight`` GETs run at once; parts are
-          yielded in order, each as the ``bytes`` the socket gave us.
+          handed out in order, as the ``bytes`` pieces the HTTP client
+          received (never joined into a copy here).
 
 While the ETag is not yet known, only the first GET is in flight; its response
 headers pin the ETag and the rest of the window opens at once, so all parts
@@ -166,10 +167,16 @@ class _PartStream(Iterator[bytes]):
         self._transport = transport
         self._parts = parts
         self._next_part = 0
-        self._in_flight: deque[concurrent.futures.Future[bytes]] = deque()
+        self._in_flight: deque[concurrent.futures.Future[list[bytes]]] = deque()
+        self._ready: deque[bytes] = deque()  # the chunks of the part being handed out
         self._fill_window()
 
     def __next__(self) -> bytes:
+        if not self._ready:
+            self._ready.extend(self._next_part_chunks())
+        return self._ready.popleft()
+
+    def _next_part_chunks(self) -> list[bytes]:
         if not self._in_flight:
             raise StopIteration
         transport = self._transport
@@ -199,9 +206,28 @@ class _PartStream(Iterator[bytes]):
         while self._in_flight:
             self._in_flight.pop().cancel()
         self._next_part = len(self._parts)
+        self._ready.clear()
 
     def __del__(self) -> None:
         self.close()
+
+
+async def _read_body_chunks(body: Any, length: int) -> list[bytes]:
+    """A response body as the pieces the HTTP client received, not joined into one copy.
+
+    ``read(n)`` hands back what the connection has buffered, up to ``n``
+    bytes, as the client's own ``bytes`` objects; reading the whole body at
+    once would copy every piece into a new buffer of the part's size.
+    """
+    chunks: list[bytes] = []
+    remaining = length
+    while remaining > 0:
+        chunk: bytes = await body.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return chunks
 
 
 def split_into_parts(start: int, end: int, part_size: int) -> list[tuple[int, int]]:
@@ -309,7 +335,7 @@ class S3ObjectTransport:
             )
         return asyncio.run_coroutine_threadsafe(coro, loop)
 
-    def _wait_for_pin(self, first_part: concurrent.futures.Future[bytes]) -> None:
+    def _wait_for_pin(self, first_part: concurrent.futures.Future[list[bytes]]) -> None:
         first_part.add_done_callback(lambda _: self._notify_pin_waiters())
         with self._pin_changed:
             self._pin_changed.wait_for(lambda: self._pin_settled or first_part.done())
@@ -369,7 +395,7 @@ class S3ObjectTransport:
             raise translated from exc
         return response
 
-    async def _get_part(self, start: int, end: int) -> bytes:
+    async def _get_part(self, start: int, end: int) -> list[bytes]:
         what = f"bytes [{start}, {end})"
         for attempt in range(1, self._retries + 1):
             kwargs = self._request_kwargs()
@@ -387,7 +413,7 @@ class S3ObjectTransport:
             self._learn(response, _size_from_content_range(response.get("ContentRange")))
             body = response["Body"]
             try:
-                data: bytes = await body.read()
+                chunks = await _read_body_chunks(body, end - start)
             except _STREAM_ERRORS as exc:
                 if attempt == self._retries:
                     raise
@@ -399,9 +425,10 @@ class S3ObjectTransport:
                 continue
             finally:
                 body.close()
-            if len(data) != end - start:
+            received = sum(len(chunk) for chunk in chunks)
+            if received != end - start:
                 raise IncompleteObjectError(
-                    errno.EIO, f"{self.uri} returned {len(data)} bytes for {what}; the object is shorter than expected"
+                    errno.EIO, f"{self.uri} returned {received} bytes for {what}; the object is shorter than expected"
                 )
-            return data
+            return chunks
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover

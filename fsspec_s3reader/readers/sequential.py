@@ -2,11 +2,12 @@
 
 Pick it for full reads and for files read over and over (a CSV, a checkpoint's
 ``.metadata``). It costs memory equal to the object's size and fetches the
-whole object even if you read one byte of it.
+object from its start, even if you read one byte near its end.
 """
 
 from __future__ import annotations
 
+import bisect
 import errno
 from collections.abc import Iterable, Iterator
 
@@ -16,11 +17,12 @@ from .base import S3Reader, close_stream
 
 
 class SequentialS3Reader(S3Reader):
-    """Streams the object front to back into one buffer, only as far as reads need.
+    """Streams the object front to back, only as far as reads need, and keeps what arrived.
 
     The object's size is looked up when the reader is built, so a missing
-    object fails at ``open`` as it does for a local file. Bytes arrive on the
-    first read and are kept until ``close``: seeking back costs nothing.
+    object fails at ``open`` as it does for a local file. The received chunks
+    are kept as they are (no copy into one big buffer) until ``close``:
+    seeking back costs nothing, and a whole-object ``read()`` copies once.
     """
 
     strategy = "sequential"
@@ -29,7 +31,8 @@ class SequentialS3Reader(S3Reader):
         super().__init__(bucket, key)
         self._size = get_object_info().size
         self._get_stream = get_stream
-        self._buffer: bytearray | None = None
+        self._chunks: list[Chunk] = []
+        self._chunk_starts: list[int] = []
         self._filled = 0
         self._stream: Iterator[Chunk] | None = None
 
@@ -39,26 +42,37 @@ class SequentialS3Reader(S3Reader):
     def _pieces(self, start: int, length: int) -> Iterable[Chunk]:
         end = start + length
         self._fill_to(end)
-        assert self._buffer is not None
-        return (memoryview(self._buffer)[start:end],)
+        index = bisect.bisect_right(self._chunk_starts, start) - 1
+        pieces: list[Chunk] = []
+        while start < end:
+            chunk_start = self._chunk_starts[index]
+            chunk = self._chunks[index]
+            if start == chunk_start and end >= chunk_start + len(chunk):
+                pieces.append(chunk)  # the whole chunk, as received
+            else:
+                pieces.append(memoryview(chunk)[start - chunk_start : min(end, chunk_start + len(chunk)) - chunk_start])
+            start = chunk_start + len(chunk)
+            index += 1
+        return pieces
 
     def _fill_to(self, end: int) -> None:
         if self._filled >= end:
             return
-        if self._buffer is None:
-            self._buffer = bytearray(self._size)
+        if self._stream is None:
             self._stream = self._get_stream(0, self._size)
-        assert self._stream is not None
         while self._filled < end:
             chunk = next(self._stream, None)
             if chunk is None:
                 raise IncompleteObjectError(
                     errno.EIO, f"s3://{self.bucket}/{self.key} ended at byte {self._filled} of {self._size}"
                 )
-            self._buffer[self._filled : self._filled + len(chunk)] = chunk
-            self._filled += len(chunk)
+            if chunk:
+                self._chunks.append(chunk)
+                self._chunk_starts.append(self._filled)
+                self._filled += len(chunk)
 
     def _release(self) -> None:
         close_stream(self._stream)
         self._stream = None
-        self._buffer = None
+        self._chunks = []
+        self._chunk_starts = []
