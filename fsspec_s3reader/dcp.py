@@ -14,7 +14,7 @@ import errno
 import io
 import logging
 import os
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, FsspecWriter
@@ -70,7 +70,29 @@ def _constructor_for(
     return reader_constructor
 
 
-class S3StorageReader(FsspecReader):
+class _S3CheckpointLocation:
+    """What the storage reader and writer share: an S3 checkpoint path on their own ``s3reader`` filesystem."""
+
+    fs: Any
+    path: Any
+
+    @property
+    def filesystem(self) -> Any:
+        """The ``S3ReaderFileSystem`` this storage works through (``.stats`` counts its traffic)."""
+        return self.fs.fs
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
+        return is_s3_uri(checkpoint_id)
+
+    def _move_to(self, checkpoint_id: str | os.PathLike[str] | None) -> None:
+        # torch's reset re-resolves the path without the storage options (losing
+        # the endpoint and credentials); keep our filesystem and move its path.
+        if checkpoint_id:
+            self.path = _checkpoint_uri(checkpoint_id)
+
+
+class S3StorageReader(_S3CheckpointLocation, FsspecReader):
     """Loads a DCP checkpoint from S3, fetching only the byte ranges the load plan reads.
 
     Args:
@@ -115,23 +137,12 @@ class S3StorageReader(FsspecReader):
     def reader_constructor(self) -> ReaderConstructor:
         return self._reader_constructor
 
-    @property
-    def filesystem(self) -> Any:
-        """The ``S3ReaderFileSystem`` this reader loads through (``.stats`` counts its traffic)."""
-        return cast(Any, self.fs).fs
-
-    @classmethod
-    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
-        return is_s3_uri(checkpoint_id)
-
     def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
-        # torch's reset re-resolves the path without the storage options (losing
-        # the endpoint and credentials); keep our filesystem and move its path.
         super().reset(None)
         if isinstance(self._reader_constructor, DCPOptimizedConstructor):
             self._reader_constructor.clear()
         if checkpoint_id:
-            self.path = _checkpoint_uri(checkpoint_id)
+            self._move_to(checkpoint_id)
             self._require_checkpoint()
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
@@ -239,7 +250,7 @@ class _StagedLoad(LoadPlanner):
         self._staged = []
 
 
-class S3StorageWriter(FsspecWriter):
+class S3StorageWriter(_S3CheckpointLocation, FsspecWriter):
     """Saves a DCP checkpoint to S3 (``s3://`` or ``s3reader://``) with the same storage options as the reader.
 
     ``thread_count`` files are uploaded in parallel. Local-disk ``fsync`` does
@@ -267,16 +278,6 @@ class S3StorageWriter(FsspecWriter):
         )
         self.path = checkpoint
 
-    @property
-    def filesystem(self) -> Any:
-        """The ``S3ReaderFileSystem`` this writer saves through."""
-        return cast(Any, self.fs).fs
-
-    @classmethod
-    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
-        return is_s3_uri(checkpoint_id)
-
     def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
         super().reset(None)
-        if checkpoint_id:
-            self.path = _checkpoint_uri(checkpoint_id)
+        self._move_to(checkpoint_id)

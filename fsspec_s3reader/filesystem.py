@@ -22,6 +22,7 @@ from .transport import (
     S3ObjectTransport,
     TransferCounter,
     TransferStats,
+    validate_part_settings,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,10 +70,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
     ) -> None:
         options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
         self._reader_constructor = make_constructor(reader, options)
-        if part_size <= 0:
-            raise ValueError(f"part_size must be a positive number of bytes, got {part_size}")
-        if max_parts_in_flight <= 0:
-            raise ValueError(f"max_parts_in_flight must be at least 1, got {max_parts_in_flight}")
+        validate_part_settings(part_size, max_parts_in_flight)
         self._part_size = part_size
         self._max_parts_in_flight = max_parts_in_flight
         self._counter = TransferCounter()

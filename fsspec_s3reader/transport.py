@@ -230,6 +230,14 @@ async def _read_body_chunks(body: Any, length: int) -> list[bytes]:
     return chunks
 
 
+def validate_part_settings(part_size: int, max_parts_in_flight: int) -> None:
+    """Refuse part settings that could never fetch anything."""
+    if part_size <= 0:
+        raise ValueError(f"part_size must be a positive number of bytes, got {part_size}")
+    if max_parts_in_flight <= 0:
+        raise ValueError(f"max_parts_in_flight must be at least 1, got {max_parts_in_flight}")
+
+
 def split_into_parts(start: int, end: int, part_size: int) -> list[tuple[int, int]]:
     """Cut ``[start, end)`` into consecutive ``[s, e)`` parts of at most ``part_size`` bytes."""
     return [(s, min(s + part_size, end)) for s in range(start, end, part_size)]
@@ -271,10 +279,7 @@ class S3ObjectTransport:
         retries: int = 5,
         request_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if part_size <= 0:
-            raise ValueError(f"part_size must be a positive number of bytes, got {part_size}")
-        if max_parts_in_flight <= 0:
-            raise ValueError(f"max_parts_in_flight must be at least 1, got {max_parts_in_flight}")
+        validate_part_settings(part_size, max_parts_in_flight)
         self._fs = fs
         self.bucket = bucket
         self.key = key

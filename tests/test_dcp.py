@@ -340,3 +340,16 @@ def test_the_strategy_can_be_named_in_storage_options(saved: tuple[str, dict], s
 def test_a_strategy_given_twice_is_refused(saved: tuple[str, dict], storage_options: dict) -> None:
     with pytest.raises(ValueError, match="choose the strategy once"):
         S3StorageReader(saved[0], S3ReaderConstructor.sequential(), reader="range_based", **storage_options)
+
+
+def test_a_writer_reused_for_another_checkpoint_keeps_its_storage_options(
+    storage_options: dict, fs: S3ReaderFileSystem, bucket: str
+) -> None:
+    state = training_state(seed=8)
+    writer = S3StorageWriter(f"s3://{bucket}/one", **storage_options)
+    dcp.save(state, storage_writer=writer)
+    dcp.save(state, checkpoint_id=f"s3reader://{bucket}/two", storage_writer=writer)
+    assert writer.checkpoint_id == f"s3reader://{bucket}/two"
+    target = blank_like(state)
+    load(target, S3StorageReader(f"s3://{bucket}/two", **storage_options))
+    assert_same_state(target, state)
