@@ -1,0 +1,67 @@
+"""Where the numbers came from: the machine, the versions, and how busy the machine was."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = (
+    "fsspec_s3reader",
+    "s3fs",
+    "fsspec",
+    "aiobotocore",
+    "botocore",
+    "torch",
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "moto",
+)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / (1024 * 1024)
+    except OSError:
+        pass
+    return None
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def describe_machine() -> dict[str, Any]:
+    return {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_gib": round(_memory_gib() or 0, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "packages": {package: _version(package) for package in PACKAGES},
+    }

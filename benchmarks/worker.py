@@ -1,0 +1,68 @@
+"""One contender of one workload in a process of its own: built once, then run on the driver's command.
+
+Why a process per contender: peak memory is then that contender's alone
+(no heap left warm by another), and no filesystem, thread pool or import of
+another contender is in the way. The driver keeps all of a workload's workers
+alive and asks them for runs in turn, so slow drift on the machine is shared.
+
+Protocol, one JSON object per line: the driver writes the context, then
+``run`` or ``quit`` lines; the worker answers ``{"ready": ...}`` once and one
+``{"result": ...}`` or ``{"error": ...}`` per run.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+import traceback
+from typing import IO, Any
+
+from .config import Context
+from .measure import measure
+from .trial import Trial
+from .workloads import get_workload
+
+
+def _protocol_channel() -> IO[str]:
+    """Our stdout for the protocol alone; anything a library prints goes to stderr instead."""
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return channel
+
+
+def _send(channel: IO[str], message: dict[str, Any]) -> None:
+    channel.write(json.dumps(message) + "\n")
+    channel.flush()
+
+
+def build_trial(workload_key: str, contender_key: str, ctx: Context) -> Trial:
+    trial = get_workload(workload_key).contender(contender_key).build(ctx)
+    # Everything alive now (modules, the expected data, the trial) lives to the end: exempt it from
+    # garbage collection, so that the collection before each run scans only what runs left behind.
+    gc.freeze()
+    return trial
+
+
+def serve(workload_key: str, contender_key: str) -> int:
+    channel = _protocol_channel()
+    try:
+        ctx = Context.from_json(sys.stdin.readline())
+        started = time.perf_counter()
+        trial = build_trial(workload_key, contender_key, ctx)
+        _send(channel, {"ready": True, "setup_seconds": time.perf_counter() - started})
+        for command in sys.stdin:
+            if command.strip() == "quit":
+                return 0
+            _send(channel, {"result": measure(trial).to_dict()})
+    except Exception as exc:
+        _send(channel, {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.argv[1], sys.argv[2]))

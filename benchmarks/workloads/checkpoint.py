@@ -1,0 +1,227 @@
+"""Workload 4: load a model + optimizer DCP checkpoint from S3, in full and only the model's part.
+
+Saved once by the driver with ``S3StorageWriter(thread_count=4)``; every
+contender loads it into zeroed tensors, and every tensor and object is
+compared bit for bit with the state dict that was saved.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader
+from torch.distributed.checkpoint.state_dict_loader import load
+from torch.distributed.checkpoint.state_dict_saver import save
+
+from fsspec_s3reader import S3ReaderConstructor, S3StorageReader, S3StorageWriter, TransferStats
+
+from ..config import Context
+from ..filesystems import storage_options_with_counter
+from ..trial import Contender, Trial, Workload, WrongDataError, sum_stats
+
+NOT_LOADED = "<not loaded>"
+"""Stands in a target for every non-tensor value, so a load that skips one is caught."""
+
+
+def state_dict(ctx: Context) -> dict[str, Any]:
+    """A model and its Adam state after one step, the same in every process for the same seed."""
+    torch.manual_seed(ctx.seed)
+    width = ctx.sizes.dcp_width
+    model = torch.nn.Sequential(*(torch.nn.Linear(width, width) for _ in range(ctx.sizes.dcp_layers)))
+    optimizer = torch.optim.Adam(model.parameters())
+    for parameter in model.parameters():
+        parameter.grad = torch.randn_like(parameter)
+    optimizer.step()
+    return {"model": model.state_dict(), "optim": optimizer.state_dict()}
+
+
+def zeroed_like(value: Any) -> Any:
+    """A load target shaped like ``value``: zero tensors, placeholders for everything else."""
+    if isinstance(value, torch.Tensor):
+        return torch.zeros_like(value)
+    if isinstance(value, dict):
+        return {key: zeroed_like(item) for key, item in value.items()}
+    if isinstance(value, list):  # DCP flattens lists too (the optimizer's param_groups)
+        return [zeroed_like(item) for item in value]
+    return NOT_LOADED
+
+
+def assert_identical(got: Any, expected: Any, where: str = "") -> None:
+    """Raise ``WrongDataError`` at the first value of ``got`` that is not bit-for-bit ``expected``."""
+    if isinstance(expected, torch.Tensor):
+        same = (
+            isinstance(got, torch.Tensor)
+            and got.dtype == expected.dtype
+            and got.shape == expected.shape
+            and torch.equal(_bits(got), _bits(expected))
+        )
+        if not same:
+            raise WrongDataError(f"tensor {where} was not loaded bit for bit")
+    elif isinstance(expected, list) and isinstance(got, list) and len(got) == len(expected):
+        for index, (got_item, expected_item) in enumerate(zip(got, expected, strict=True)):
+            assert_identical(got_item, expected_item, f"{where}[{index}]")
+    elif isinstance(expected, dict):
+        if not isinstance(got, dict) or got.keys() != expected.keys():
+            raise WrongDataError(
+                f"{where or 'the state dict'} has keys {sorted(map(str, got))}, expected {sorted(map(str, expected))}"
+            )
+        for key, item in expected.items():
+            assert_identical(got[key], item, f"{where}.{key}" if where else str(key))
+    elif got != expected:
+        raise WrongDataError(f"{where} is {got!r}, expected {expected!r}")
+
+
+def _bits(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor's bytes, so that -0.0 differs from 0.0 and NaN equals itself."""
+    return tensor.detach().contiguous().reshape(-1).view(torch.uint8)
+
+
+def _part_to_load(full: dict[str, Any], model_only: bool) -> dict[str, Any]:
+    return {"model": full["model"]} if model_only else full
+
+
+def _prepare(ctx: Context, fs: Any, model_only: bool) -> int:
+    uri = f"s3://{ctx.checkpoint_path}"
+    if not fs.exists(f"{ctx.checkpoint_path}/.metadata"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no process group: a single-process save is what we want
+            save(state_dict(ctx), storage_writer=S3StorageWriter(uri, thread_count=4, **ctx.storage_options))
+    # The planned items' bytes, plus the .metadata file every load reads in full.
+    reader = S3StorageReader(uri, **ctx.storage_options)
+    metadata = reader.read_metadata()
+    needed = fs.size(f"{ctx.checkpoint_path}/.metadata")
+    for index, stored in metadata.storage_data.items():
+        if not model_only or index.fqn.startswith("model."):
+            needed += stored.length
+    return int(needed)
+
+
+class CheckpointLoadTrial(Trial):
+    """One load per run, with a new storage reader each time, as a training job resuming would."""
+
+    def __init__(self, ctx: Context, model_only: bool, make_reader: Callable[[dict[str, Any]], Any]) -> None:
+        storage_options, counter = storage_options_with_counter(ctx)
+        super().__init__(counter)
+        self._storage_options = storage_options
+        self._make_reader = make_reader
+        self._expected = _part_to_load(state_dict(ctx), model_only)
+        self._target: dict[str, Any] = zeroed_like(self._expected)
+        self._filesystems: list[Any] = []
+
+    def before_run(self) -> None:
+        # Each load must find zeros, not the last load's data.
+        self._target = zeroed_like(self._expected)
+
+    def run(self) -> dict[str, Any]:
+        reader = self._make_reader(self._storage_options)
+        self._remember_filesystem(reader)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no process group: a single-process load is what we want
+            load(self._target, storage_reader=reader)
+        return self._target
+
+    def verify(self, result: dict[str, Any]) -> None:
+        assert_identical(result, self._expected)
+
+    def own_stats(self) -> TransferStats | None:
+        if not self._filesystems:
+            return None
+        return sum_stats([fs.stats for fs in self._filesystems])
+
+    def _remember_filesystem(self, reader: Any) -> None:
+        fs = reader.fs.fs  # torch's FileSystem wrapper holds the fsspec filesystem
+        if hasattr(fs, "stats") and all(fs is not known for known in self._filesystems):
+            self._filesystems.append(fs)
+
+
+def _torch_reader(protocol: str, **options: Any) -> Callable[[Context, dict[str, Any]], Any]:
+    def make(ctx: Context, storage_options: dict[str, Any]) -> Any:
+        return FsspecReader(f"{protocol}://{ctx.checkpoint_path}", **storage_options, **options)
+
+    return make
+
+
+def _our_reader(
+    constructor: Callable[[], Any] | None = None, **reader_options: Any
+) -> Callable[[Context, dict[str, Any]], Any]:
+    def make(ctx: Context, storage_options: dict[str, Any]) -> Any:
+        chosen = constructor() if constructor is not None else None
+        return S3StorageReader(f"s3://{ctx.checkpoint_path}", chosen, **reader_options, **storage_options)
+
+    return make
+
+
+def _contenders(model_only: bool) -> tuple[Contender, ...]:
+    choices: list[tuple[str, str, Callable[[Context, dict[str, Any]], Any]]] = [
+        ("torch-s3fs", "torch `FsspecReader` on `s3://` (s3fs)", _torch_reader("s3")),
+        (
+            "torch-sequential",
+            'torch `FsspecReader` on `s3reader://`, `reader="sequential"`',
+            _torch_reader("s3reader", reader="sequential"),
+        ),
+        ("dcp_optimized", "`S3StorageReader` (default `dcp_optimized()`, 32 MiB gap)", _our_reader()),
+        (
+            "dcp_optimized-gap0",
+            "`S3StorageReader`, `dcp_optimized(max_gap_size=0)`",
+            _our_reader(lambda: S3ReaderConstructor.dcp_optimized(max_gap_size=0)),
+        ),
+        (
+            "dcp_optimized-nonatomic",
+            "`S3StorageReader(atomic=False)`, default `dcp_optimized()`",
+            _our_reader(atomic=False),
+        ),
+        ("range_based", "`S3StorageReader`, `range_based()`", _our_reader(S3ReaderConstructor.range_based)),
+    ]
+    return tuple(Contender(key, label, _build(make, model_only)) for key, label, make in choices)
+
+
+def _build(make: Callable[[Context, dict[str, Any]], Any], model_only: bool) -> Callable[[Context], Trial]:
+    def build(ctx: Context) -> Trial:
+        return CheckpointLoadTrial(ctx, model_only, lambda storage_options: make(ctx, storage_options))
+
+    return build
+
+
+_NOTES_COMMON = (
+    "torch's `FsspecReader` opens each `.distcp` file and loads item after item; `torch.load` of a tensor reads a few "
+    "bytes at the item's start, then the zip records at its end, then the data from near its start. A read-ahead cache"
+    " (s3fs: 50 MiB past each miss) or a read buffer (`range_based`: 8 MiB per small read) turns each of those jumps "
+    "into a fetch of bytes it later fetches again. `sequential` streams each file once from its start as far as the "
+    "reads reach. `S3StorageReader` sorts the plan and hands its byte ranges to the `dcp_optimized` reader before the "
+    "first read, so it fetches only planned items, ranges closer than `max_gap_size` in one stream, and learns each "
+    "file's size from its first GET (no HEAD). By default it also stages the loaded data until every read has "
+    "succeeded (`atomic=True`), which costs a copy of the loaded bytes in memory and time; the `atomic=False` row "
+    "shows the load without it. Each run builds a new storage reader (for `S3StorageReader` a new filesystem and "
+    "client), as a job resuming from a checkpoint would."
+)
+
+DCP_FULL = Workload(
+    key="dcp_full",
+    title="DCP checkpoint: full load (model + optimizer)",
+    what="`dcp.load` of the whole model + Adam state dict",
+    baseline="torch-s3fs",
+    contenders=_contenders(model_only=False),
+    notes=_NOTES_COMMON,
+    prepare=functools.partial(_prepare, model_only=False),
+)
+
+DCP_PARTIAL = Workload(
+    key="dcp_partial",
+    title='DCP checkpoint: partial load (only the "model" keys)',
+    what='`dcp.load` of a target holding only the `"model"` keys; the optimizer state is skipped',
+    baseline="torch-s3fs",
+    contenders=_contenders(model_only=True),
+    notes=_NOTES_COMMON
+    + " In a partial load the wanted items are interleaved with unwanted ones in each file: the gaps between them "
+    "decide how much a coalescing or read-ahead reader fetches in vain. A reader that streams ahead (`sequential`, "
+    "our parts in flight) may have GETs under way for bytes nobody reads when a file is closed: they are cancelled, "
+    "but the server has already sent some or all of their bodies, which the neutral count includes and `fs.stats` "
+    "(bytes received) does not.",
+    prepare=functools.partial(_prepare, model_only=True),
+)
+
+WORKLOADS = {DCP_FULL.key: DCP_FULL, DCP_PARTIAL.key: DCP_PARTIAL}
