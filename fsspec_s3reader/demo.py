@@ -30,6 +30,7 @@ class DemoRow:
     get_requests: int
     head_requests: int
     bytes_fetched: int
+    bytes_delivered: int
     seconds: float
     correct: bool
 
@@ -40,7 +41,16 @@ def _measure(fs: S3ReaderFileSystem, workload: str, strategy: str, run: Callable
     correct = run()
     seconds = time.perf_counter() - started
     delta = fs.stats - before
-    return DemoRow(workload, strategy, delta.get_requests, delta.head_requests, delta.bytes_fetched, seconds, correct)
+    return DemoRow(
+        workload,
+        strategy,
+        delta.get_requests,
+        delta.head_requests,
+        delta.bytes_fetched,
+        delta.bytes_delivered,
+        seconds,
+        correct,
+    )
 
 
 def _object_workloads(fs: S3ReaderFileSystem, path: str, data: bytes) -> Iterator[DemoRow]:
@@ -121,12 +131,16 @@ def _dcp_workloads(prefix: str, storage_options: dict[str, Any]) -> Iterator[Dem
 
 
 def _format(rows: list[DemoRow]) -> str:
-    header = f"{'workload':<34} {'strategy':<14} {'GETs':>5} {'HEADs':>5} {'MiB fetched':>11} {'seconds':>8}  ok"
+    header = (
+        f"{'workload':<34} {'strategy':<16} {'GETs':>5} {'HEADs':>5} {'MiB fetched':>11} {'MiB read':>9} "
+        f"{'seconds':>8}  ok"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
-            f"{row.workload:<34} {row.strategy:<14} {row.get_requests:>5} {row.head_requests:>5} "
-            f"{row.bytes_fetched / MIB:>11.2f} {row.seconds:>8.3f}  {'yes' if row.correct else 'NO'}"
+            f"{row.workload:<34} {row.strategy:<16} {row.get_requests:>5} {row.head_requests:>5} "
+            f"{row.bytes_fetched / MIB:>11.2f} {row.bytes_delivered / MIB:>9.2f} {row.seconds:>8.3f}  "
+            f"{'yes' if row.correct else 'NO'}"
         )
     return "\n".join(lines)
 

@@ -177,4 +177,6 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             request_kwargs=kwargs,
         )
         logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))
-        return constructor(bucket, key, transport.get_object_info, transport.get_stream)
+        opened = constructor(bucket, key, transport.get_object_info, transport.get_stream)
+        opened.observe_delivery(self._counter.record_delivered)
+        return opened

@@ -80,10 +80,18 @@ class TransferStats:
     other_requests: int = 0
     """Listing, writing and the like: s3fs's own calls through this filesystem."""
     bytes_fetched: int = 0
+    """Body bytes received from S3."""
+    bytes_delivered: int = 0
+    """Bytes the readers handed to their callers (``read``, ``readinto``, ``readline``)."""
 
     @property
     def requests(self) -> int:
         return self.get_requests + self.head_requests + self.other_requests
+
+    @property
+    def read_amplification(self) -> float:
+        """Bytes fetched per byte delivered: 1.0 is ideal, more means bytes fetched in vain."""
+        return self.bytes_fetched / self.bytes_delivered if self.bytes_delivered else float("nan")
 
     def __sub__(self, other: TransferStats) -> TransferStats:
         return TransferStats(
@@ -91,16 +99,18 @@ class TransferStats:
             head_requests=self.head_requests - other.head_requests,
             other_requests=self.other_requests - other.other_requests,
             bytes_fetched=self.bytes_fetched - other.bytes_fetched,
+            bytes_delivered=self.bytes_delivered - other.bytes_delivered,
         )
 
 
 class TransferCounter:
     """The one place where requests and bytes are counted; safe across threads.
 
-    The filesystem records every S3 call it makes (``record_request``) and
+    The filesystem records every S3 call it makes (``record_request``),
     wraps every response body in a :class:`CountingBody`, so the readers'
     ranged GETs and s3fs's own calls (``info``, ``cat_file``, ...) are counted
-    alike.
+    alike, and has each reader it opens report what it hands to its caller
+    (``record_delivered``).
     """
 
     def __init__(self) -> None:
@@ -120,6 +130,10 @@ class TransferCounter:
     def record_bytes(self, count: int) -> None:
         with self._lock:
             self._stats = dataclasses.replace(self._stats, bytes_fetched=self._stats.bytes_fetched + count)
+
+    def record_delivered(self, count: int) -> None:
+        with self._lock:
+            self._stats = dataclasses.replace(self._stats, bytes_delivered=self._stats.bytes_delivered + count)
 
     def snapshot(self) -> TransferStats:
         with self._lock:

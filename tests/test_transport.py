@@ -148,3 +148,18 @@ def test_s3fs_own_calls_are_counted_too(fs: S3ReaderFileSystem, bucket: str) -> 
     assert (stats.get_requests, stats.bytes_fetched) == (1, len(DATA))
     assert stats.head_requests >= 1  # info, and s3fs's size lookup before a whole-object cat
     assert stats.other_requests >= 1  # the listing
+
+
+def test_bytes_delivered_show_read_amplification(fs: S3ReaderFileSystem, bucket: str) -> None:
+    fs.pipe_file(f"{bucket}/k", DATA)
+    fs.reset_stats()
+    with fs.open(f"{bucket}/k", "rb", reader="range_based", buffer_size=1024) as reader:
+        reader.read(10)
+        reader.readinto(bytearray(20))
+        reader.seek(2000)
+        line = reader.readline()  # looks ahead in the buffer, delivers only the line
+    assert line == DATA[2000 : DATA.index(b"\n", 2000) + 1]
+    stats = fs.stats
+    assert stats.bytes_delivered == 10 + 20 + len(line)
+    assert stats.bytes_fetched == 2 * 1024  # two buffer fills
+    assert stats.read_amplification == stats.bytes_fetched / stats.bytes_delivered

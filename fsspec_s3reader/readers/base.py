@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from ..protocol import Chunk
@@ -59,6 +59,7 @@ class S3Reader(io.BufferedIOBase):
         self._bucket = bucket
         self._key = key
         self._position = 0
+        self._delivery_observer: Callable[[int], None] | None = None
 
     # -- what a strategy provides -------------------------------------------------------
 
@@ -98,6 +99,14 @@ class S3Reader(io.BufferedIOBase):
     def size(self) -> int:
         """The object's size in bytes (fsspec file objects expose it)."""
         return self._object_size()
+
+    def observe_delivery(self, observer: Callable[[int], None] | None) -> None:
+        """Have ``observer(n)`` told of the ``n`` bytes each read hands to the caller.
+
+        The filesystem uses it to count bytes delivered beside bytes fetched,
+        so read amplification is visible in ``fs.stats``.
+        """
+        self._delivery_observer = observer
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"position {self._position}"
@@ -147,19 +156,8 @@ class S3Reader(io.BufferedIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         self._check_open()
-        wanted = _checked_size(size)
-        if wanted < 0:
-            wanted = max(0, self._object_size() - self._position)
-        length = self._available(self._position, wanted) if wanted else 0
-        if length == 0:
-            return b""
-        pieces = list(self._pieces(self._position, length))
-        if len(pieces) == 1 and type(pieces[0]) is bytes:
-            data = pieces[0]  # a whole chunk as received: hand it out without a copy
-        else:
-            data = b"".join(pieces)
-        self._check_length(len(data), length)
-        self._position += length
+        data = self._read_at_position(_checked_size(size))
+        self._delivered(len(data))
         return data
 
     def read1(self, size: int | None = -1) -> bytes:
@@ -179,6 +177,7 @@ class S3Reader(io.BufferedIOBase):
             filled += piece_length
         self._check_length(filled, length)
         self._position += length
+        self._delivered(length)
         return length
 
     def readinto1(self, buffer: Any) -> int:
@@ -192,7 +191,7 @@ class S3Reader(io.BufferedIOBase):
         taken = 0
         while limit < 0 or taken < limit:
             step = self._readline_step() if limit < 0 else min(self._readline_step(), limit - taken)
-            chunk = self.read(step)
+            chunk = self._read_at_position(step)
             if not chunk:
                 break
             newline = chunk.find(b"\n")
@@ -203,7 +202,9 @@ class S3Reader(io.BufferedIOBase):
                 break
             parts.append(chunk)
             taken += len(chunk)
-        return b"".join(parts)
+        line = b"".join(parts)
+        self._delivered(len(line))
+        return line
 
     def write(self, data: Any) -> int:
         raise io.UnsupportedOperation(f"s3://{self._bucket}/{self._key} is open for reading only; open it with 'wb'")
@@ -220,6 +221,28 @@ class S3Reader(io.BufferedIOBase):
                 self._release()
             finally:
                 super().close()
+
+    # -- internals ------------------------------------------------------------------
+
+    def _read_at_position(self, wanted: int) -> bytes:
+        """Up to ``wanted`` bytes (all the rest when negative) from the position, which moves past them."""
+        if wanted < 0:
+            wanted = max(0, self._object_size() - self._position)
+        length = self._available(self._position, wanted) if wanted else 0
+        if length == 0:
+            return b""
+        pieces = list(self._pieces(self._position, length))
+        if len(pieces) == 1 and type(pieces[0]) is bytes:
+            data = pieces[0]  # a whole chunk as received: hand it out without a copy
+        else:
+            data = b"".join(pieces)
+        self._check_length(len(data), length)
+        self._position += length
+        return data
+
+    def _delivered(self, count: int) -> None:
+        if count and self._delivery_observer is not None:
+            self._delivery_observer(count)
 
     # -- checks ---------------------------------------------------------------------
 
