@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, FsspecWriter
 from torch.distributed.checkpoint.metadata import Metadata
-from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, LoadPlanner, ReadItem
+from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
 from torch.futures import Future
 
 from .constructor import DCPOptimizedConstructor, ReaderConstructor, make_constructor, object_uri, reader_option_names
@@ -198,18 +198,52 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         )
 
 
+class _CapturedCopy(torch.Tensor):
+    """Stands in for a target tensor while a load is staged: remembers what is copied into it, copies nothing.
+
+    It has the target's shape and dtype on the ``meta`` device (no memory).
+    torch's ``read_data`` checks its size and calls ``copy_(loaded)``; this
+    keeps ``loaded`` (the tensor ``torch.load`` just made) instead of copying
+    it, so staging costs no extra copy of the data. Anything else torch might
+    do with it acts on a meta tensor and is caught at commit, loudly.
+    """
+
+    source: torch.Tensor | None
+
+    @staticmethod
+    def __new__(cls, like: torch.Tensor) -> _CapturedCopy:
+        return torch.Tensor._make_subclass(cls, torch.empty(like.size(), dtype=like.dtype, device="meta"))
+
+    def __init__(self, like: torch.Tensor) -> None:
+        self.source = None
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func is torch.Tensor.copy_ and isinstance(args[0], _CapturedCopy):
+            target, source = args[0], args[1]
+            # A narrow view of a larger loaded tensor (resharding) would keep
+            # the whole of it alive: keep a compact copy of just the view.
+            view_bytes = source.numel() * source.element_size()
+            target.source = source if source.untyped_storage().nbytes() == view_bytes else source.clone()
+            return target
+        if func is torch.Tensor.detach and isinstance(args[0], _CapturedCopy):
+            return args[0]
+        return super().__torch_function__(func, types, args, kwargs or {})  # type: ignore[no-untyped-call]
+
+
 class _StagedLoad(LoadPlanner):
     """A planner proxy that receives torch's reads into staging and applies them only on ``commit``.
 
     torch's ``read_data`` copies each tensor into ``resolve_tensor``'s target
-    as soon as it is read. Handing it staging tensors instead means an error
-    halfway (an object overwritten mid-load, a dropped endpoint) leaves the
-    real state dict untouched.
+    as soon as it is read. Handing it stand-ins instead means an error halfway
+    (an object overwritten mid-load, a dropped endpoint) leaves the real state
+    dict untouched; the loaded tensors are kept as torch made them and copied
+    into the state dict once, at commit.
     """
 
     def __init__(self, planner: LoadPlanner) -> None:
         self._planner = planner
-        self._staged: list[tuple[ReadItem, torch.Tensor | bytes]] = []
+        self._staged: list[tuple[ReadItem, _CapturedCopy | bytes]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._planner, name)
@@ -228,10 +262,11 @@ class _StagedLoad(LoadPlanner):
         return self._planner.finish_plan(central_plan)
 
     def resolve_tensor(self, read_item: ReadItem) -> torch.Tensor:
-        target = self._planner.resolve_tensor(read_item)
-        return torch.empty(target.size(), dtype=target.dtype, device="cpu")
+        return _CapturedCopy(self._planner.resolve_tensor(read_item))
 
     def commit_tensor(self, read_item: ReadItem, tensor: torch.Tensor) -> None:
+        if not isinstance(tensor, _CapturedCopy):
+            raise TypeError(f"staged load of {read_item.dest_index}: torch committed a tensor it was not given")
         self._staged.append((read_item, tensor))
 
     def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
@@ -239,14 +274,17 @@ class _StagedLoad(LoadPlanner):
 
     def commit(self) -> None:
         for read_item, staged in self._staged:
-            if read_item.type == LoadItemType.BYTE_IO:
-                assert isinstance(staged, bytes)
+            if isinstance(staged, bytes):
                 self._planner.load_bytes(read_item, io.BytesIO(staged))
-            else:
-                assert isinstance(staged, torch.Tensor)
-                target = self._planner.resolve_tensor(read_item).detach()
-                target.copy_(staged)
-                self._planner.commit_tensor(read_item, target)
+                continue
+            if staged.source is None:
+                raise RuntimeError(
+                    f"staged load of {read_item.dest_index}: torch did not copy the loaded tensor in; "
+                    "this torch version reads differently, load with S3StorageReader(..., atomic=False)"
+                )
+            target = self._planner.resolve_tensor(read_item).detach()
+            target.copy_(staged.source)
+            self._planner.commit_tensor(read_item, target)
         self._staged = []
 
 

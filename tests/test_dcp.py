@@ -353,3 +353,31 @@ def test_a_writer_reused_for_another_checkpoint_keeps_its_storage_options(
     target = blank_like(state)
     load(target, S3StorageReader(f"s3://{bucket}/two", **storage_options))
     assert_same_state(target, state)
+
+
+def test_staging_keeps_the_loaded_tensor_and_compacts_a_view_of_a_larger_one() -> None:
+    from fsspec_s3reader.dcp import _CapturedCopy
+
+    whole = torch.arange(10.0)
+    stand_in = _CapturedCopy(torch.zeros(10))
+    stand_in.detach().copy_(whole)
+    assert stand_in.source is whole  # no copy
+    narrowed = _CapturedCopy(torch.zeros(3))
+    narrowed.copy_(whole[2:5])
+    assert narrowed.source is not None and torch.equal(narrowed.source, whole[2:5])
+    assert narrowed.source.untyped_storage().nbytes() == 3 * whole.element_size()  # not the whole 10
+
+
+def test_a_stand_in_that_torch_never_copied_into_fails_loudly_at_commit() -> None:
+    from types import SimpleNamespace
+
+    from fsspec_s3reader.dcp import _StagedLoad
+
+    target = torch.zeros(4)
+    planner = SimpleNamespace(resolve_tensor=lambda item: target, commit_tensor=lambda item, tensor: None)
+    staged = _StagedLoad(planner)  # type: ignore[arg-type]
+    item = SimpleNamespace(dest_index="weight")
+    staged.commit_tensor(item, staged.resolve_tensor(item))  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="atomic=False"):
+        staged.commit()
+    assert not target.any()
