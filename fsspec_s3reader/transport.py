@@ -156,19 +156,8 @@ class CountingBody:
         self._counter.record_bytes(len(data))
         return data
 
-    async def readinto(self, buffer: Any) -> int:
-        count: int = await self._body.readinto(buffer)
-        self._counter.record_bytes(count)
-        return count
-
     def close(self) -> None:
         self._body.close()
-
-    async def __aenter__(self) -> CountingBody:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._body, name)
@@ -198,7 +187,7 @@ class _PartStream(Iterator[bytes]):
             # Open the window as soon as the first response's headers arrive
             # (they pin the ETag), not when its whole body has.
             transport._wait_for_pin(self._in_flight[0])
-            self._fill_window()
+        self._fill_window()  # the pin may have settled since the last call, elsewhere too
         try:
             part = self._in_flight.popleft().result()
         except BaseException:
@@ -246,6 +235,9 @@ async def _read_body_chunks(body: Any, length: int) -> list[bytes]:
 
 def validate_part_settings(part_size: int, max_parts_in_flight: int) -> None:
     """Refuse part settings that could never fetch anything."""
+    for name, value in (("part_size", part_size), ("max_parts_in_flight", max_parts_in_flight)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {value!r}")
     if part_size <= 0:
         raise ValueError(f"part_size must be a positive number of bytes, got {part_size}")
     if max_parts_in_flight <= 0:
@@ -266,12 +258,15 @@ def _client_error_code(exc: BaseException) -> str | None:
     return None
 
 
-def _size_from_content_range(content_range: str | None) -> int | None:
-    """The total size in ``Content-Range: bytes 0-99/12345``, or None when absent or ``*``."""
-    if not content_range or "/" not in content_range:
+def _parse_content_range(content_range: str | None) -> tuple[int, int, int | None] | None:
+    """``Content-Range: bytes 0-99/12345`` as ``(0, 100, 12345)`` (end exclusive; total None for ``*``)."""
+    if not content_range or not content_range.startswith("bytes ") or "/" not in content_range:
         return None
-    total = content_range.rsplit("/", 1)[1]
-    return int(total) if total.isdigit() else None
+    span, _, total = content_range[len("bytes ") :].partition("/")
+    first, _, last = span.partition("-")
+    if not (first.isdigit() and last.isdigit()):
+        return None
+    return int(first), int(last) + 1, int(total) if total.isdigit() else None
 
 
 class S3ObjectTransport:
@@ -323,6 +318,7 @@ class S3ObjectTransport:
         which case no HEAD is sent at all.
         """
         if self._info is None:
+            self._refuse_the_event_loop()
             response = sync(self._fs.loop, self._head)
             self._learn(response, int(response["ContentLength"]))
         assert self._info is not None
@@ -342,17 +338,23 @@ class S3ObjectTransport:
     # -- internals -----------------------------------------------------------------
 
     def _submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
-        loop = self._fs.loop
+        try:
+            self._refuse_the_event_loop()
+        except RuntimeError:
+            coro.close()
+            raise
+        return asyncio.run_coroutine_threadsafe(coro, self._fs.loop)
+
+    def _refuse_the_event_loop(self) -> None:
+        """Blocking on fsspec's loop from inside it would wait forever: say so instead."""
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
-            running = None
-        if running is loop:
-            coro.close()
+            return
+        if running is self._fs.loop:
             raise RuntimeError(
                 f"cannot read {self.uri} from inside fsspec's event loop; call the reader from a regular thread"
             )
-        return asyncio.run_coroutine_threadsafe(coro, loop)
 
     def _wait_for_pin(self, first_part: concurrent.futures.Future[list[bytes]]) -> None:
         first_part.add_done_callback(lambda _: self._notify_pin_waiters())
@@ -429,8 +431,25 @@ class S3ObjectTransport:
                 if translated is None:
                     raise
                 raise translated from exc
-            self._learn(response, _size_from_content_range(response.get("ContentRange")))
+            served = _parse_content_range(response.get("ContentRange"))
             body = response["Body"]
+            if served is None or served[0] != start:
+                body.close()
+                # Without this check a server (or proxy) that ignores Range would
+                # hand us the object's first bytes as if they were these.
+                raise OSError(
+                    errno.EIO,
+                    f"{self.uri}: asked for {what}, the endpoint answered "
+                    f"{response.get('ContentRange') or 'without a Content-Range'}; it does not honour ranged GETs",
+                )
+            self._learn(response, served[2])
+            if served[1] != end:
+                body.close()
+                raise IncompleteObjectError(
+                    errno.EIO,
+                    f"{what} runs past the end of {self.uri} (object size {served[2]}); "
+                    "the object is shorter than expected",
+                )
             try:
                 chunks = await _read_body_chunks(body, end - start)
             except _STREAM_ERRORS as exc:

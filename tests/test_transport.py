@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -120,11 +121,13 @@ def test_a_connection_that_keeps_dropping_fails_after_the_retries(storage_option
     dropping.retries = 2  # s3fs's attempts per request; the transport uses as many per part
     dropping.pipe_file(f"{bucket}/k", DATA)
     dropping.drops_left = 10
+    dropping.reset_stats()
     with (
         dropping.open(f"{bucket}/k", "rb", reader="range_based", buffer_size=0) as reader,
         pytest.raises(ResponseStreamingError),
     ):
         reader.read()
+    assert dropping.stats.get_requests == 2  # the retries setting bounds the attempts per part
 
 
 def test_stats_subtract_and_reset(fs: S3ReaderFileSystem, bucket: str) -> None:
@@ -163,3 +166,72 @@ def test_bytes_delivered_show_read_amplification(fs: S3ReaderFileSystem, bucket:
     assert stats.bytes_delivered == 10 + 20 + len(line)
     assert stats.bytes_fetched == 2 * 1024  # two buffer fills
     assert stats.read_amplification == stats.bytes_fetched / stats.bytes_delivered
+
+
+class _RangeIgnoringFileSystem(S3ReaderFileSystem):
+    """The real server behind a 'proxy' that drops the Range header of every GET."""
+
+    async def _call_s3(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "get_object":
+            kwargs.pop("Range", None)
+        return await super()._call_s3(method, *args, **kwargs)
+
+
+def test_an_endpoint_that_ignores_range_is_refused_instead_of_misread(storage_options: dict, bucket: str) -> None:
+    ignoring = _RangeIgnoringFileSystem(skip_instance_cache=True, **storage_options)
+    ignoring.pipe_file(f"{bucket}/k", DATA)
+    with ignoring.open(f"{bucket}/k", "rb", reader="range_based", buffer_size=0) as reader:
+        reader.seek(1000)
+        with pytest.raises(OSError, match="does not honour ranged GETs"):
+            reader.read(10)
+
+
+class _SlowBody:
+    """A real body whose reads are delayed, recording when they finish."""
+
+    def __init__(self, body: Any, events: list[str], name: str) -> None:
+        self._body, self._events, self._name = body, events, name
+
+    async def read(self, amt: int | None = None) -> bytes:
+        await asyncio.sleep(0.05)
+        data: bytes = await self._body.read(amt)
+        if not data or amt is None or len(data) >= amt:
+            self._events.append(f"body of {self._name} read")
+        return data
+
+    def close(self) -> None:
+        self._body.close()
+
+
+class _EventRecordingFileSystem(S3ReaderFileSystem):
+    """Records the order in which GETs start and their bodies are read, against the real server."""
+
+    events: list[str]
+
+    async def _call_s3(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method != "get_object":
+            return await super()._call_s3(method, *args, **kwargs)
+        name = kwargs["Range"]
+        self.events.append(f"GET {name}")
+        response = await super()._call_s3(method, *args, **kwargs)
+        response["Body"] = _SlowBody(response["Body"], self.events, name)
+        return response
+
+
+@pytest.mark.parametrize("pinned_by", ["head before the stream", "head after the stream started", "first GET"])
+def test_the_window_of_parts_opens_before_the_first_body_arrives(
+    storage_options: dict, bucket: str, pinned_by: str
+) -> None:
+    recording = _EventRecordingFileSystem(skip_instance_cache=True, **storage_options)
+    recording.pipe_file(f"{bucket}/k", DATA)
+    recording.events = []
+    transport = S3ObjectTransport(recording, bucket, "k", part_size=1024, max_parts_in_flight=4)
+    if pinned_by == "head before the stream":
+        transport.get_object_info()
+    stream = transport.get_stream(0, len(DATA))
+    if pinned_by == "head after the stream started":
+        transport.get_object_info()
+    assert b"".join(stream) == DATA
+    first_body_done = recording.events.index("body of bytes=0-1023 read")
+    started_before = [e for e in recording.events[:first_body_done] if e.startswith("GET")]
+    assert len(started_before) == 4  # all four parts were requested while the first was still arriving
