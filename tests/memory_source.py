@@ -32,3 +32,19 @@ class MemorySource:
     @property
     def bytes_requested(self) -> int:
         return sum(end - start for start, end in self.requests)
+
+
+class FlakySource(MemorySource):
+    """A ``MemorySource`` whose first stream breaks after ``good_chunks`` chunks, as a dropped connection would."""
+
+    def __init__(self, data: bytes, chunk_size: int = 7, good_chunks: int = 2) -> None:
+        super().__init__(data, chunk_size)
+        self.good_chunks = good_chunks
+        self.failures_left = 1
+
+    def _chunks(self, start: int, end: int) -> Iterator[bytes]:
+        for count, chunk in enumerate(super()._chunks(start, end)):
+            if count == self.good_chunks and self.failures_left:
+                self.failures_left -= 1
+                raise ConnectionResetError("connection reset by peer")
+            yield chunk

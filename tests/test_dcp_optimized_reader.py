@@ -155,3 +155,17 @@ def test_an_empty_plan_reads_like_range_based() -> None:
     reader.seek(10)
     assert reader.read(5) == DATA[10:15]
     assert source.info_calls >= 1
+
+
+def test_an_item_whose_stream_failed_is_read_again_from_a_new_stream() -> None:
+    from memory_source import FlakySource
+
+    source = FlakySource(DATA, chunk_size=10, good_chunks=5)
+    reader = DCPOptimizedS3Reader(
+        "bucket", "key", [ItemRange(0, 20), ItemRange(20, 200)], source.get_object_info, source.get_stream, 0
+    )
+    assert read_item(reader, 0, 20) == DATA[0:20]
+    with pytest.raises(ConnectionResetError):
+        read_item(reader, 20, 200)
+    assert read_item(reader, 20, 200) == DATA[20:200]
+    assert read_item(reader, 0, 20) == DATA[0:20]  # behind now: served as a stray read, still right

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from memory_source import MemorySource
 
 from fsspec_s3reader import S3ReaderFileSystem
@@ -63,3 +64,16 @@ def test_whole_object_over_s3_in_concurrent_parts(storage_options: dict, bucket:
     assert stats.get_requests == 11  # ceil(1 MiB / 100 kB)
     assert stats.head_requests == 1
     assert stats.bytes_fetched == len(data)
+
+
+def test_a_failed_stream_is_replaced_from_where_it_broke() -> None:
+    from memory_source import FlakySource
+
+    source = FlakySource(DATA, chunk_size=100, good_chunks=3)
+    reader = SequentialS3Reader("bucket", "key", source.get_object_info, source.get_stream)
+    with pytest.raises(ConnectionResetError):
+        reader.read(1000)
+    assert reader.tell() == 0
+    assert reader.read(1000) == DATA[:1000]
+    assert reader.read() == DATA[1000:]
+    assert source.requests == [(0, len(DATA)), (300, len(DATA))]  # the second stream resumes, not restarts

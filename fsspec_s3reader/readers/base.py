@@ -8,6 +8,7 @@ object is (``_object_size``); this base turns that into ``read``, ``readinto``,
 from __future__ import annotations
 
 import io
+import operator
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 from ..protocol import Chunk
 
 _READLINE_CHUNK = 8 * 1024
+_READLINE_FIRST_PROBE = 256  # most lines are short: look a little ahead first, then further
 
 
 def _as_byte_view(buffer: Any) -> memoryview:
@@ -22,6 +24,8 @@ def _as_byte_view(buffer: Any) -> memoryview:
     view = memoryview(buffer)
     if view.readonly:
         raise TypeError(f"readinto() argument must be a writable bytes-like object, not {type(buffer).__name__}")
+    if not view.c_contiguous:
+        raise TypeError("readinto() argument must be a contiguous buffer")
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
@@ -33,12 +37,20 @@ def close_stream(stream: Iterator[Chunk] | None) -> None:
 
 
 def _checked_size(size: Any) -> int:
-    """``read``'s size argument as ``io.BytesIO`` reads it: None or negative mean 'all'."""
+    """``read``'s size argument as ``io.BytesIO`` reads it: None or negative mean 'all'; any integer-like will do."""
     if size is None:
         return -1
-    if not isinstance(size, int):
-        raise TypeError(f"argument should be integer or None, not '{type(size).__name__}'")
-    return size
+    try:
+        return operator.index(size)
+    except TypeError:
+        raise TypeError(f"argument should be integer or None, not '{type(size).__name__}'") from None
+
+
+def _reopened_at(reopen: Callable[[], S3Reader], position: int) -> S3Reader:
+    """Unpickling a reader: open the object again and go back to where the reader was."""
+    reader = reopen()
+    reader.seek(position)
+    return reader
 
 
 class S3Reader(io.BufferedIOBase):
@@ -60,6 +72,7 @@ class S3Reader(io.BufferedIOBase):
         self._key = key
         self._position = 0
         self._delivery_observer: Callable[[int], None] | None = None
+        self._reopen: Callable[[], S3Reader] | None = None
 
     # -- what a strategy provides -------------------------------------------------------
 
@@ -100,13 +113,27 @@ class S3Reader(io.BufferedIOBase):
         """The object's size in bytes (fsspec file objects expose it)."""
         return self._object_size()
 
-    def observe_delivery(self, observer: Callable[[int], None] | None) -> None:
-        """Have ``observer(n)`` told of the ``n`` bytes each read hands to the caller.
+    def bind_to_filesystem(
+        self, record_delivered: Callable[[int], None] | None, reopen: Callable[[], S3Reader] | None
+    ) -> None:
+        """Called by the filesystem that opened this reader.
 
-        The filesystem uses it to count bytes delivered beside bytes fetched,
-        so read amplification is visible in ``fs.stats``.
+        ``record_delivered(n)`` is told of the ``n`` bytes each read hands to
+        the caller (``fs.stats.bytes_delivered``). ``reopen()`` opens the same
+        object again; pickling uses it, as s3fs files pickle by reopening.
         """
-        self._delivery_observer = observer
+        self._delivery_observer = record_delivered
+        self._reopen = reopen
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.closed:
+            raise ValueError(f"cannot pickle a closed reader of s3://{self._bucket}/{self._key}")
+        if self._reopen is None:
+            raise TypeError(
+                f"cannot pickle this reader of s3://{self._bucket}/{self._key}: it was not opened through a "
+                "filesystem; pickle the filesystem and the path instead"
+            )
+        return _reopened_at, (self._reopen, self._position)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"position {self._position}"
@@ -137,8 +164,10 @@ class S3Reader(io.BufferedIOBase):
         before the start raises ``ValueError``. No bytes are fetched here.
         """
         self._check_open()
-        if not isinstance(offset, int):
-            raise TypeError(f"integer argument expected, got '{type(offset).__name__}'")
+        try:
+            offset = operator.index(offset)
+        except TypeError:
+            raise TypeError(f"integer argument expected, got '{type(offset).__name__}'") from None
         if whence == io.SEEK_SET:
             target = offset
         elif whence == io.SEEK_CUR:
@@ -189,8 +218,12 @@ class S3Reader(io.BufferedIOBase):
         limit = _checked_size(size)
         parts: list[bytes] = []
         taken = 0
+        probe = _READLINE_FIRST_PROBE
         while limit < 0 or taken < limit:
-            step = self._readline_step() if limit < 0 else min(self._readline_step(), limit - taken)
+            step = min(probe, self._readline_step())
+            if limit >= 0:
+                step = min(step, limit - taken)
+            probe = min(probe * 2, _READLINE_CHUNK)
             chunk = self._read_at_position(step)
             if not chunk:
                 break

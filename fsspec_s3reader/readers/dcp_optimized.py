@@ -207,25 +207,33 @@ class DCPOptimizedS3Reader(S3Reader):
         group = self._group_of_item[index]
         if group != self._stream_group or self._leftover_start > item.start:
             self._open_group_stream(group)
+        self._current = -1  # until the item is whole, no item is buffered
         self._segments = []  # the previous item's bytes are released here
         self._segment_starts = []
         position = self._leftover_start
         view = self._leftover
-        while position < item.end:
-            if not view:
-                view = memoryview(self._next_chunk(item))
-                continue
-            # Drop bytes before the item (a gap, or an item nobody read), keep what lies inside it.
-            if position < item.start:
-                skip = min(item.start - position, len(view))
-                view = view[skip:]
-                position += skip
-                continue
-            take = min(item.end - position, len(view))
-            self._segments.append(view[:take])
-            self._segment_starts.append(position)
-            view = view[take:]
-            position += take
+        try:
+            while position < item.end:
+                if not view:
+                    view = memoryview(self._next_chunk(item))
+                    continue
+                # Drop bytes before the item (a gap, or an item nobody read), keep what lies inside it.
+                if position < item.start:
+                    skip = min(item.start - position, len(view))
+                    view = view[skip:]
+                    position += skip
+                    continue
+                take = min(item.end - position, len(view))
+                self._segments.append(view[:take])
+                self._segment_starts.append(position)
+                view = view[take:]
+                position += take
+        except BaseException:
+            # The stream failed partway: drop it, so a retry reopens the group.
+            self._close_stream()
+            self._segments = []
+            self._segment_starts = []
+            raise
         self._leftover = view
         self._leftover_start = position
         self._current = index

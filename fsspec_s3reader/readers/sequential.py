@@ -59,9 +59,16 @@ class SequentialS3Reader(S3Reader):
         if self._filled >= end:
             return
         if self._stream is None:
-            self._stream = self._get_stream(0, self._size)
+            # From where the bytes kept so far end: 0 at first, later after a failed stream.
+            self._stream = self._get_stream(self._filled, self._size)
         while self._filled < end:
-            chunk = next(self._stream, None)
+            try:
+                chunk = next(self._stream, None)
+            except BaseException:
+                # This stream is dead; the next read starts a new one where this left off.
+                close_stream(self._stream)
+                self._stream = None
+                raise
             if chunk is None:
                 raise IncompleteObjectError(
                     errno.EIO, f"s3://{self.bucket}/{self.key} ended at byte {self._filled} of {self._size}"
