@@ -21,13 +21,12 @@ from .readers.base import S3Reader
 from .readers.dcp_optimized import DEFAULT_MAX_GAP_SIZE, DCPOptimizedS3Reader, ItemRange, validate_max_gap_size
 from .readers.ranged import DEFAULT_BUFFER_SIZE, RangedS3Reader, validate_buffer_size
 from .readers.sequential import SequentialS3Reader
+from .uris import object_uri
 
 if TYPE_CHECKING:
     from torch.distributed.checkpoint.planner import ReadItem
 
 logger = logging.getLogger(__name__)
-
-_S3_SCHEMES = ("s3reader://", "s3://", "s3a://")
 
 
 @runtime_checkable
@@ -62,16 +61,6 @@ class RangeBasedConstructor:
 
     def __call__(self, bucket: str, key: str, get_object_info: GetObjectInfo, get_stream: GetStream) -> S3Reader:
         return RangedS3Reader(bucket, key, get_object_info, get_stream, buffer_size=self.buffer_size)
-
-
-def object_uri(path: str | os.PathLike[str]) -> str:
-    """The canonical ``s3://bucket/key`` for any S3 path spelling (``s3reader://``, ``s3a://``, bare)."""
-    text = os.fspath(path)
-    for scheme in _S3_SCHEMES:
-        if text.startswith(scheme):
-            text = text[len(scheme) :]
-            break
-    return "s3://" + text.strip("/")
 
 
 class DCPOptimizedConstructor:
@@ -184,7 +173,7 @@ class S3ReaderConstructor:
 
     @staticmethod
     def range_based(buffer_size: int | None = None) -> ReaderConstructor:
-        return RangeBasedConstructor(validate_buffer_size(buffer_size))
+        return RangeBasedConstructor(DEFAULT_BUFFER_SIZE if buffer_size is None else buffer_size)
 
     @staticmethod
     def dcp_optimized(max_gap_size: float = DEFAULT_MAX_GAP_SIZE) -> DCPOptimizedConstructor:

@@ -22,20 +22,12 @@ from torch.distributed.checkpoint.metadata import Metadata
 from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
 from torch.futures import Future
 
-from .constructor import DCPOptimizedConstructor, ReaderConstructor, make_constructor, object_uri, reader_option_names
+from .constructor import DCPOptimizedConstructor, ReaderConstructor
+from .uris import is_s3_uri, object_uri, without_scheme
 
 logger = logging.getLogger(__name__)
 
-_S3_SCHEMES = ("s3://", "s3a://", "s3reader://")
 _METADATA_FILE = ".metadata"
-
-
-def is_s3_uri(checkpoint_id: Any) -> bool:
-    """True for ``s3://``, ``s3a://`` and ``s3reader://`` URIs that name a bucket."""
-    if not isinstance(checkpoint_id, str | os.PathLike):
-        return False
-    text = os.fspath(checkpoint_id)
-    return isinstance(text, str) and any(text.startswith(s) and len(text) > len(s) for s in _S3_SCHEMES)
 
 
 def _checkpoint_uri(checkpoint_id: Any) -> str:
@@ -48,26 +40,24 @@ def _checkpoint_uri(checkpoint_id: Any) -> str:
 
 def _filesystem_url(checkpoint_uri: str) -> str:
     """The same location spelled for the ``s3reader`` filesystem, which torch resolves through fsspec."""
-    return "s3reader://" + object_uri(checkpoint_uri)[len("s3://") :]
+    return "s3reader://" + without_scheme(object_uri(checkpoint_uri))
 
 
-def _constructor_for(
-    reader_constructor: ReaderConstructor | None, storage_options: dict[str, Any]
-) -> ReaderConstructor:
-    """The constructor a storage reader uses: given as an object, or by name in storage options, or the default.
+def _reader_choice(reader_constructor: ReaderConstructor | None, named: Any) -> Any:
+    """What a storage reader hands its filesystem as ``reader``: the object, the name, or ``dcp_optimized``.
 
-    Takes ``reader`` and strategy options out of ``storage_options``, so they
-    reach the filesystem as one constructor object.
+    Strategy options stay in the storage options, where the filesystem reads
+    them as it does for any fsspec user. A DCP-optimized constructor object is
+    copied, so the one the caller holds never receives a load's ranges.
     """
-    name = storage_options.pop("reader", None)
-    options = {key: storage_options.pop(key) for key in reader_option_names() & storage_options.keys()}
-    if reader_constructor is None:
-        return make_constructor(name if name is not None else "dcp_optimized", options)
-    if name is not None or options:
+    if reader_constructor is not None and named is not None:
         raise ValueError(
             "choose the strategy once: pass reader_constructor=..., or reader='name' with its options, not both"
         )
-    return reader_constructor
+    choice = reader_constructor if reader_constructor is not None else named
+    if choice is None:
+        return DCPOptimizedConstructor.name
+    return choice.fresh() if isinstance(choice, DCPOptimizedConstructor) else choice
 
 
 class _S3CheckpointLocation:
@@ -122,14 +112,12 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         **storage_options: Any,
     ) -> None:
         checkpoint = _checkpoint_uri(path)
-        constructor = _constructor_for(reader_constructor, storage_options)
-        if isinstance(constructor, DCPOptimizedConstructor):
-            constructor = constructor.fresh()
-        self._reader_constructor: ReaderConstructor = constructor
+        reader = _reader_choice(reader_constructor, storage_options.pop("reader", None))
         self._atomic = atomic
         # A filesystem of our own (not fsspec's shared instance), so this load's
         # constructor and its ranges are seen by no other load.
-        super().__init__(_filesystem_url(checkpoint), reader=constructor, skip_instance_cache=True, **storage_options)
+        super().__init__(_filesystem_url(checkpoint), reader=reader, skip_instance_cache=True, **storage_options)
+        self._reader_constructor: ReaderConstructor = self.filesystem.reader_constructor
         self.path = checkpoint
         self._require_checkpoint()
 

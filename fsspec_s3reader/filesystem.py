@@ -7,6 +7,7 @@ s3fs option) is s3fs's own.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from typing import Any
@@ -24,11 +25,23 @@ from .transport import (
     TransferStats,
     validate_part_settings,
 )
+from .uris import without_scheme
 
 logger = logging.getLogger(__name__)
 
-_S3_PREFIXES = ("s3reader://", "s3://", "s3a://")
 _S3FS_PARAMETERS = frozenset(inspect.signature(S3FileSystem.__init__).parameters)
+
+
+@functools.cache
+def _object_request_parameters() -> frozenset[str]:
+    """Parameters an S3 GetObject or HeadObject request takes (``SSECustomerKey``, ``RequestPayer``, ...)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("s3")
+    names: set[str] = set()
+    for operation in ("GetObject", "HeadObject"):
+        names.update(model.operation_model(operation).input_shape.members)
+    return frozenset(names)
 
 
 def _strategy_option_names() -> frozenset[str]:
@@ -79,12 +92,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
         """Accept ``s3://`` and ``s3a://`` paths too, so DCP and pandas paths work unchanged."""
-        if isinstance(path, str):
-            for prefix in _S3_PREFIXES[1:]:
-                if path.startswith(prefix):
-                    path = path[len(prefix) :]
-                    break
-        return super()._strip_protocol(path)
+        return super()._strip_protocol(without_scheme(path) if isinstance(path, str) else path)
 
     @property
     def reader_constructor(self) -> ReaderConstructor:
@@ -155,6 +163,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         strategy for this file only; any other keyword goes into every S3
         request for it, as s3fs does (e.g. ``SSECustomerKey``).
         """
+        reopen = functools.partial(self.open_reader, path, version_id=version_id, reader=reader, **kwargs)
         bucket, key, path_version_id = self.split_path(path)
         if not key:
             raise IsADirectoryError(f"s3://{bucket} is a bucket, not an object; name a key inside it")
@@ -162,6 +171,13 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             # s3fs would drop a ?versionId= here and read the latest version instead
             raise ValueError(f"reading a version of {path} needs a version-aware filesystem: pass version_aware=True")
         options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
+        unexpected = sorted(kwargs.keys() - _object_request_parameters())
+        if unexpected:
+            raise TypeError(
+                f"opening s3://{bucket}/{key}: unexpected keyword argument(s) {', '.join(unexpected)}; "
+                f"strategy options are {', '.join(sorted(_strategy_option_names()))}, and any other keyword "
+                "must be a GetObject request parameter (e.g. SSECustomerKey)"
+            )
         if reader is None and not options:
             constructor = self._reader_constructor
         else:
@@ -178,5 +194,5 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         )
         logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))
         opened = constructor(bucket, key, transport.get_object_info, transport.get_stream)
-        opened.observe_delivery(self._counter.record_delivered)
+        opened.bind_to_filesystem(self._counter.record_delivered, reopen)
         return opened

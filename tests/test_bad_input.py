@@ -160,3 +160,33 @@ def test_a_version_in_the_path_without_version_awareness_is_refused_not_ignored(
     fs.pipe_file(f"{bucket}/k", b"latest")
     with pytest.raises(ValueError, match="version_aware=True"):
         fs.open(f"{bucket}/k?versionId=abc", "rb")
+
+
+def test_a_misspelled_per_open_keyword_is_a_type_error_naming_it(fs: S3ReaderFileSystem, bucket: str) -> None:
+    fs.pipe_file(f"{bucket}/k", b"abc")
+    with pytest.raises(TypeError, match=r"bufer_size.*buffer_size"):
+        fs.open(f"{bucket}/k", "rb", reader="range_based", bufer_size=0)
+
+
+@pytest.mark.parametrize("option", ["part_size", "max_parts_in_flight"])
+@pytest.mark.parametrize("value", [True, 1.5, "8"])
+def test_part_settings_must_be_ints(storage_options: dict, option: str, value: object) -> None:
+    with pytest.raises(TypeError, match=option):
+        S3ReaderFileSystem(skip_instance_cache=True, **{option: value}, **storage_options)
+
+
+def test_readinto_a_non_contiguous_buffer_is_a_type_error(reader: RangedS3Reader) -> None:
+    with pytest.raises(TypeError, match="contiguous"):
+        reader.readinto(memoryview(bytearray(10))[::2])
+
+
+def test_a_reader_opened_on_fsspecs_event_loop_says_so(fs: S3ReaderFileSystem, bucket: str) -> None:
+    from fsspec.asyn import sync
+
+    fs.pipe_file(f"{bucket}/k", b"abc")
+
+    async def open_inside_the_loop() -> object:
+        return fs.open(f"{bucket}/k", "rb")
+
+    with pytest.raises(RuntimeError, match="inside fsspec's event loop"):
+        sync(fs.loop, open_inside_the_loop)

@@ -75,7 +75,8 @@ def test_a_name_cannot_be_registered_twice_by_accident() -> None:
 
 
 def test_dcp_constructors_are_distinct_per_object_for_fsspecs_instance_cache() -> None:
-    assert repr(S3ReaderConstructor.dcp_optimized()) != repr(S3ReaderConstructor.dcp_optimized())
+    first, second = S3ReaderConstructor.dcp_optimized(), S3ReaderConstructor.dcp_optimized()  # both alive
+    assert repr(first) != repr(second)
 
 
 class _ReversedReader(S3Reader):

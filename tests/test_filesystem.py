@@ -159,3 +159,28 @@ def test_the_reader_names_its_object(fs: S3ReaderFileSystem, bucket: str) -> Non
         assert f"s3://{bucket}/k" in repr(reader)
         assert reader.readable() and reader.seekable()
         assert reader.size == 3
+
+
+def test_an_open_reader_pickles_by_reopening_at_its_position(fs: S3ReaderFileSystem, bucket: str) -> None:
+    fs.pipe_file(f"{bucket}/k", b"0123456789")
+    with fs.open(f"{bucket}/k", "rb", reader="range_based", buffer_size=4) as reader:
+        reader.seek(6)
+        restored = pickle.loads(pickle.dumps(reader))
+    with restored:
+        assert isinstance(restored, RangedS3Reader)
+        assert restored.buffer_size == 4
+        assert restored.read() == b"6789"
+
+
+def test_requester_pays_is_sent_on_the_readers_requests(
+    storage_options: dict, fs: S3ReaderFileSystem, bucket: str
+) -> None:
+    fs.pipe_file(f"{bucket}/k", b"paid for")
+    paying = S3ReaderFileSystem(requester_pays=True, skip_instance_cache=True, **storage_options)
+    sent: list[bytes | None] = []
+    paying.s3.meta.events.register(
+        "before-send.s3.GetObject", lambda request, **_: sent.append(request.headers.get("x-amz-request-payer"))
+    )
+    with paying.open(f"{bucket}/k", "rb", reader="range_based") as reader:
+        assert reader.read() == b"paid for"
+    assert sent == [b"requester"]
