@@ -194,7 +194,8 @@ _NOTES_COMMON = (
     "reads reach. `S3StorageReader` sorts the plan and hands its byte ranges to the `dcp_optimized` reader before the "
     "first read, so it fetches only planned items, ranges closer than `max_gap_size` in one stream, and learns each "
     "file's size from its first GET (no HEAD). By default it also stages the loaded data until every read has "
-    "succeeded (`atomic=True`), which costs a copy of the loaded bytes in memory and time; the `atomic=False` row "
+    "succeeded (`atomic=True`): the tensors torch loads are kept (not copied) until then, which costs memory for "
+    "them (the peak RSS column) and little time; the `atomic=False` row "
     "shows the load without it. Each run builds a new storage reader (for `S3StorageReader` a new filesystem and "
     "client), as a job resuming from a checkpoint would."
 )
