@@ -69,7 +69,7 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class TransferStats:
-    """Requests a filesystem sent and bytes its readers received.
+    """Requests a filesystem sent, body bytes it received, and bytes its readers handed to their callers.
 
     A snapshot: later traffic does not change it. Subtract two snapshots to
     get the traffic in between (``after - before``).
@@ -416,6 +416,25 @@ class S3ObjectTransport:
             raise translated from exc
         return response
 
+    def _check_served_range(self, response: dict[str, Any], start: int, end: int, what: str) -> None:
+        """Accept a GET's response only if it holds the bytes asked for; learn the object's size from it."""
+        served = _parse_content_range(response.get("ContentRange"))
+        if served is None or served[0] != start:
+            # Without this check a server (or proxy) that ignores Range would
+            # hand us the object's first bytes as if they were these.
+            raise OSError(
+                errno.EIO,
+                f"{self.uri}: asked for {what}, the endpoint answered "
+                f"{response.get('ContentRange') or 'without a Content-Range'}; it does not honour ranged GETs",
+            )
+        self._learn(response, served[2])
+        if served[1] != end:
+            raise IncompleteObjectError(
+                errno.EIO,
+                f"{what} runs past the end of {self.uri} (object size {served[2]}); "
+                "the object is shorter than expected",
+            )
+
     async def _get_part(self, start: int, end: int) -> list[bytes]:
         what = f"bytes [{start}, {end})"
         for attempt in range(1, self._retries + 1):
@@ -431,26 +450,9 @@ class S3ObjectTransport:
                 if translated is None:
                     raise
                 raise translated from exc
-            served = _parse_content_range(response.get("ContentRange"))
             body = response["Body"]
-            if served is None or served[0] != start:
-                body.close()
-                # Without this check a server (or proxy) that ignores Range would
-                # hand us the object's first bytes as if they were these.
-                raise OSError(
-                    errno.EIO,
-                    f"{self.uri}: asked for {what}, the endpoint answered "
-                    f"{response.get('ContentRange') or 'without a Content-Range'}; it does not honour ranged GETs",
-                )
-            self._learn(response, served[2])
-            if served[1] != end:
-                body.close()
-                raise IncompleteObjectError(
-                    errno.EIO,
-                    f"{what} runs past the end of {self.uri} (object size {served[2]}); "
-                    "the object is shorter than expected",
-                )
             try:
+                self._check_served_range(response, start, end, what)
                 chunks = await _read_body_chunks(body, end - start)
             except _STREAM_ERRORS as exc:
                 if attempt == self._retries:
