@@ -92,10 +92,11 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             is copied, so readers never share a load's ranges. A strategy may
             also be named in the storage options instead (``reader="range_based",
             buffer_size=0``).
-        atomic: stage the loaded tensors and objects until every read has
-            succeeded, then write them into the state dict. A failed load then
-            leaves the state dict untouched. Costs CPU memory for a copy of
-            the bytes this rank loads; pass ``False`` to write in place as
+        atomic: keep the loaded tensors and objects aside until every read
+            has succeeded, then write them into the state dict. A failed load
+            then leaves the state dict untouched. Costs CPU memory for the
+            tensors this rank loads, held until the end (no extra copy); pass
+            ``False`` to write each one in place as soon as it is read, as
             torch's own readers do.
         storage_options: s3fs options (``endpoint_url``, ``key``, ``secret``,
             ``client_kwargs``, ...) and filesystem options (``part_size``, ...).

@@ -68,7 +68,8 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
 
     ``fs.stats`` tells how many requests this filesystem sent (GET, HEAD,
     other) and how many body bytes it received, for its readers and for
-    s3fs's own calls alike; ``fs.reset_stats()`` starts the count again.
+    s3fs's own calls alike, and how many bytes its readers handed to their
+    callers; ``fs.reset_stats()`` starts the count again.
     """
 
     protocol = ("s3reader",)
