@@ -172,7 +172,8 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             # s3fs would drop a ?versionId= here and read the latest version instead
             raise ValueError(f"reading a version of {path} needs a version-aware filesystem: pass version_aware=True")
         options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
-        unexpected = sorted(kwargs.keys() - _object_request_parameters())
+        # Only when there is something to check: loading botocore's S3 model costs ~0.3 s.
+        unexpected = sorted(kwargs.keys() - _object_request_parameters()) if kwargs else []
         if unexpected:
             raise TypeError(
                 f"opening s3://{bucket}/{key}: unexpected keyword argument(s) {', '.join(unexpected)}; "

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from ..errors import IncompleteObjectError
 from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader, close_stream
+from .base import S3Reader, close_stream, slice_chunks
 from .ranged import RangedS3Reader
 
 logger = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class DCPOptimizedS3Reader(S3Reader):
                 if index != self._current:
                     self._load_item(index)
                 served_to = min(end, self._items[index].end)
-                pieces.extend(self._slice_current(start, served_to))
+                pieces.extend(slice_chunks(self._segments, self._segment_starts, start, served_to))
             else:
                 served_to = self._stray_end(start, end)
                 pieces.append(self._read_stray(start, served_to))
@@ -267,16 +267,6 @@ class DCPOptimizedS3Reader(S3Reader):
                 f"s3://{self.bucket}/{self.key} ended before the planned item [{item.start}, {item.end})",
             )
         return chunk
-
-    def _slice_current(self, start: int, end: int) -> Iterator[memoryview]:
-        segment = bisect.bisect_right(self._segment_starts, start) - 1
-        while start < end:
-            segment_start = self._segment_starts[segment]
-            data = self._segments[segment]
-            piece = data[start - segment_start : min(end, segment_start + len(data)) - segment_start]
-            yield piece
-            start += len(piece)
-            segment += 1
 
     def _close_stream(self) -> None:
         close_stream(self._stream)

@@ -7,13 +7,12 @@ object from its start, even if you read one byte near its end.
 
 from __future__ import annotations
 
-import bisect
 import errno
 from collections.abc import Iterable, Iterator
 
 from ..errors import IncompleteObjectError
 from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader, close_stream
+from .base import S3Reader, close_stream, slice_chunks
 
 
 class SequentialS3Reader(S3Reader):
@@ -40,20 +39,8 @@ class SequentialS3Reader(S3Reader):
         return self._size
 
     def _pieces(self, start: int, length: int) -> Iterable[Chunk]:
-        end = start + length
-        self._fill_to(end)
-        index = bisect.bisect_right(self._chunk_starts, start) - 1
-        pieces: list[Chunk] = []
-        while start < end:
-            chunk_start = self._chunk_starts[index]
-            chunk = self._chunks[index]
-            if start == chunk_start and end >= chunk_start + len(chunk):
-                pieces.append(chunk)  # the whole chunk, as received
-            else:
-                pieces.append(memoryview(chunk)[start - chunk_start : min(end, chunk_start + len(chunk)) - chunk_start])
-            start = chunk_start + len(chunk)
-            index += 1
-        return pieces
+        self._fill_to(start + length)
+        return slice_chunks(self._chunks, self._chunk_starts, start, start + length)
 
     def _fill_to(self, end: int) -> None:
         if self._filled >= end:
