@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .constructor import (
+    AdaptiveConstructor,
     DCPOptimizedConstructor,
     RangeBasedConstructor,
     ReaderConstructor,
@@ -21,7 +22,15 @@ from .constructor import (
 from .errors import IncompleteObjectError, ObjectChangedError
 from .filesystem import S3ReaderFileSystem
 from .protocol import ObjectInfo
-from .readers import DCPOptimizedS3Reader, ItemRange, RangedS3Reader, RangeGroup, S3Reader, SequentialS3Reader
+from .readers import (
+    AdaptiveS3Reader,
+    DCPOptimizedS3Reader,
+    ItemRange,
+    RangedS3Reader,
+    RangeGroup,
+    S3Reader,
+    SequentialS3Reader,
+)
 from .transport import TransferStats
 
 if TYPE_CHECKING:
@@ -30,6 +39,8 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveConstructor",
+    "AdaptiveS3Reader",
     "DCPOptimizedConstructor",
     "DCPOptimizedS3Reader",
     "IncompleteObjectError",

@@ -17,8 +17,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from .protocol import GetObjectInfo, GetStream
+from .readers.adaptive import (
+    DEFAULT_FIRST_READAHEAD,
+    DEFAULT_MAX_READAHEAD,
+    DEFAULT_RANDOM_BUFFER_SIZE,
+    AdaptiveS3Reader,
+    validate_adaptive_options,
+)
 from .readers.base import S3Reader
-from .readers.dcp_optimized import DEFAULT_MAX_GAP_SIZE, DCPOptimizedS3Reader, ItemRange, validate_max_gap_size
+from .readers.dcp_optimized import (
+    DEFAULT_CONNECTION_THROUGHPUT,
+    DEFAULT_FIRST_BYTE_LATENCY,
+    DCPOptimizedS3Reader,
+    ItemRange,
+    break_even_gap,
+    validate_max_gap_size,
+)
 from .readers.ranged import DEFAULT_BUFFER_SIZE, RangedS3Reader, validate_buffer_size
 from .readers.sequential import SequentialS3Reader
 from .uris import object_uri
@@ -63,6 +77,29 @@ class RangeBasedConstructor:
         return RangedS3Reader(bucket, key, get_object_info, get_stream, buffer_size=self.buffer_size)
 
 
+@dataclass(frozen=True)
+class AdaptiveConstructor:
+    """Builds :class:`AdaptiveS3Reader`: streams forward reads, ranged GETs after the first jump."""
+
+    buffer_size: int = DEFAULT_RANDOM_BUFFER_SIZE
+    first_readahead: int = DEFAULT_FIRST_READAHEAD
+    max_readahead: int = DEFAULT_MAX_READAHEAD
+    name: ClassVar[str] = AdaptiveS3Reader.strategy
+
+    def __post_init__(self) -> None:
+        validate_adaptive_options(self.buffer_size, self.first_readahead, self.max_readahead)
+
+    def _options(self) -> dict[str, int]:
+        return {
+            "buffer_size": self.buffer_size,
+            "first_readahead": self.first_readahead,
+            "max_readahead": self.max_readahead,
+        }
+
+    def __call__(self, bucket: str, key: str, get_object_info: GetObjectInfo, get_stream: GetStream) -> S3Reader:
+        return AdaptiveS3Reader(bucket, key, get_object_info, get_stream, **self._options())
+
+
 class DCPOptimizedConstructor:
     """Builds :class:`DCPOptimizedS3Reader` for the files of one DCP load.
 
@@ -73,16 +110,37 @@ class DCPOptimizedConstructor:
 
     The ranges are state of one load: give each storage reader its own
     constructor (``S3StorageReader`` copies the one you pass with :meth:`fresh`).
+
+    Two ranges share one GET when the gap between them costs less to read
+    than a new request costs to start: ``first_byte_latency`` (seconds) times
+    ``connection_throughput`` (bytes per second), 2 MB by default. Interleaved
+    data a partial load skips (optimizer state between model weights) is then
+    skipped, and small gaps (a few KiB between two tensors) are read through.
+    ``max_gap_size`` (bytes, ``float("inf")`` for one GET per file) overrides
+    the computed gap.
     """
 
     name: ClassVar[str] = DCPOptimizedS3Reader.strategy
 
-    def __init__(self, max_gap_size: float = DEFAULT_MAX_GAP_SIZE) -> None:
-        self._max_gap_size = validate_max_gap_size(max_gap_size)
+    def __init__(
+        self,
+        max_gap_size: float | None = None,
+        *,
+        first_byte_latency: float = DEFAULT_FIRST_BYTE_LATENCY,
+        connection_throughput: float = DEFAULT_CONNECTION_THROUGHPUT,
+    ) -> None:
+        computed = break_even_gap(first_byte_latency, connection_throughput)
+        self._max_gap_size = computed if max_gap_size is None else validate_max_gap_size(max_gap_size)
+        self._settings: dict[str, Any] = {
+            "max_gap_size": max_gap_size,
+            "first_byte_latency": first_byte_latency,
+            "connection_throughput": connection_throughput,
+        }
         self._ranges_by_file: dict[str, list[ItemRange]] = {}
 
     @property
     def max_gap_size(self) -> float:
+        """The gap, in bytes, up to which two ranges share a GET (given, or computed from latency and throughput)."""
         return self._max_gap_size
 
     @property
@@ -92,7 +150,7 @@ class DCPOptimizedConstructor:
 
     def fresh(self) -> DCPOptimizedConstructor:
         """A constructor with the same settings and no ranges, for another load."""
-        return DCPOptimizedConstructor(self._max_gap_size)
+        return DCPOptimizedConstructor(**self._settings)
 
     def clear(self) -> None:
         self._ranges_by_file = {}
@@ -159,12 +217,16 @@ class DCPOptimizedConstructor:
 class S3ReaderConstructor:
     """Factory methods for the built-in strategies, and how to tell them apart.
 
+    - ``adaptive()`` (the default): streams while reads go forward, switches
+      to ranged reads at the first backward or far jump. Right for most files
+      when you do not know how they will be read (pandas, pyarrow, ``open``).
     - ``sequential()``: full reads, repeated access, small files. Memory: the object.
     - ``range_based(buffer_size=None)``: random access into big objects; fetches
       only what is read, in ``buffer_size`` blocks for small reads.
-    - ``dcp_optimized(max_gap_size=32 MiB)``: PyTorch DCP loads through
+    - ``dcp_optimized(max_gap_size=None)``: PyTorch DCP loads through
       :class:`~fsspec_s3reader.S3StorageReader`; fetches only the load plan's
-      ranges, coalescing those closer than ``max_gap_size``.
+      ranges, coalescing those whose gap is cheaper to read than to skip
+      (2 MB by default; ``max_gap_size`` in bytes overrides it).
     """
 
     @staticmethod
@@ -176,13 +238,28 @@ class S3ReaderConstructor:
         return RangeBasedConstructor(DEFAULT_BUFFER_SIZE if buffer_size is None else buffer_size)
 
     @staticmethod
-    def dcp_optimized(max_gap_size: float = DEFAULT_MAX_GAP_SIZE) -> DCPOptimizedConstructor:
-        return DCPOptimizedConstructor(max_gap_size)
+    def dcp_optimized(
+        max_gap_size: float | None = None,
+        *,
+        first_byte_latency: float = DEFAULT_FIRST_BYTE_LATENCY,
+        connection_throughput: float = DEFAULT_CONNECTION_THROUGHPUT,
+    ) -> DCPOptimizedConstructor:
+        return DCPOptimizedConstructor(
+            max_gap_size, first_byte_latency=first_byte_latency, connection_throughput=connection_throughput
+        )
+
+    @staticmethod
+    def adaptive(
+        buffer_size: int = DEFAULT_RANDOM_BUFFER_SIZE,
+        first_readahead: int = DEFAULT_FIRST_READAHEAD,
+        max_readahead: int = DEFAULT_MAX_READAHEAD,
+    ) -> ReaderConstructor:
+        return AdaptiveConstructor(buffer_size, first_readahead, max_readahead)
 
     @staticmethod
     def default() -> ReaderConstructor:
-        """The sequential strategy: correct and fast for any access pattern that reads most of a file."""
-        return S3ReaderConstructor.sequential()
+        """The adaptive strategy: streams front-to-back reads, fetches only what random reads ask for."""
+        return S3ReaderConstructor.adaptive()
 
     @staticmethod
     def get_reader_type_string(constructor: Any) -> str:
@@ -262,6 +339,7 @@ def make_constructor(
     return factory(**options)
 
 
+register_reader("adaptive", S3ReaderConstructor.adaptive)
 register_reader("sequential", S3ReaderConstructor.sequential)
 register_reader("range_based", S3ReaderConstructor.range_based)
 register_reader("dcp_optimized", S3ReaderConstructor.dcp_optimized)

@@ -55,9 +55,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
     Parameters beyond s3fs's own (every s3fs parameter keeps working):
 
     reader:
-        A strategy name (``"sequential"``, ``"range_based"``, ``"dcp_optimized"``,
+        A strategy name (``"adaptive"``, ``"sequential"``, ``"range_based"``, ``"dcp_optimized"``,
         or one added with ``register_reader``) or a constructor from
-        :class:`S3ReaderConstructor`. Default: ``"sequential"``.
+        :class:`S3ReaderConstructor`. Default: ``"adaptive"``.
     buffer_size, max_gap_size, ...:
         Options of the strategy named by ``reader`` (e.g. ``buffer_size`` for
         ``"range_based"``), so they can travel in ``storage_options``.

@@ -18,25 +18,40 @@ from fsspec_s3reader import (
 )
 from fsspec_s3reader.constructor import DCPOptimizedConstructor, make_constructor
 from fsspec_s3reader.protocol import Chunk, GetObjectInfo, GetStream
-from fsspec_s3reader.readers import RangedS3Reader, SequentialS3Reader
+from fsspec_s3reader.readers import AdaptiveS3Reader, RangedS3Reader, SequentialS3Reader
 from fsspec_s3reader.readers.dcp_optimized import DEFAULT_MAX_GAP_SIZE
 
 
 def test_factories_build_the_named_strategies() -> None:
     assert isinstance(S3ReaderConstructor.sequential(), SequentialConstructor)
     assert S3ReaderConstructor.range_based(buffer_size=123) == RangeBasedConstructor(123)
-    assert S3ReaderConstructor.dcp_optimized().max_gap_size == DEFAULT_MAX_GAP_SIZE == 32 * 1024 * 1024
+    assert S3ReaderConstructor.dcp_optimized().max_gap_size == DEFAULT_MAX_GAP_SIZE == 2_000_000
     assert S3ReaderConstructor.dcp_optimized(float("inf")).max_gap_size == float("inf")
 
 
-def test_default_is_sequential() -> None:
-    assert S3ReaderConstructor.get_reader_type_string(S3ReaderConstructor.default()) == "sequential"
+def test_default_is_adaptive() -> None:
+    assert S3ReaderConstructor.get_reader_type_string(S3ReaderConstructor.default()) == "adaptive"
+
+
+def test_the_coalescing_gap_is_what_a_request_costs_in_bytes() -> None:
+    slow_link = S3ReaderConstructor.dcp_optimized(first_byte_latency=0.1, connection_throughput=50_000_000)
+    assert slow_link.max_gap_size == 5_000_000
+    assert S3ReaderConstructor.dcp_optimized(1234, first_byte_latency=1.0).max_gap_size == 1234
+    assert slow_link.fresh().max_gap_size == 5_000_000
+
+
+@pytest.mark.parametrize("option", ["first_byte_latency", "connection_throughput"])
+@pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), "fast"])
+def test_bad_coalescing_costs_are_refused_naming_the_option(option: str, value: object) -> None:
+    with pytest.raises(ValueError, match=option):
+        S3ReaderConstructor.dcp_optimized(**{option: value})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     ("constructor", "name"),
     [
         (S3ReaderConstructor.sequential(), "sequential"),
+        (S3ReaderConstructor.adaptive(), "adaptive"),
         (S3ReaderConstructor.range_based(), "range_based"),
         (S3ReaderConstructor.dcp_optimized(), "dcp_optimized"),
         (lambda *args: None, "unknown"),
@@ -48,7 +63,7 @@ def test_reader_type_string_names_the_strategy(constructor: object, name: str) -
 
 
 def test_builtin_names_are_registered() -> None:
-    assert {"sequential", "range_based", "dcp_optimized"} <= set(registered_readers())
+    assert {"adaptive", "sequential", "range_based", "dcp_optimized"} <= set(registered_readers())
 
 
 def test_names_and_options_make_constructors() -> None:
@@ -56,7 +71,8 @@ def test_names_and_options_make_constructors() -> None:
     made = make_constructor("dcp_optimized", {"max_gap_size": 0})
     assert isinstance(made, DCPOptimizedConstructor)
     assert made.max_gap_size == 0
-    assert isinstance(make_constructor(None), SequentialConstructor)
+    assert isinstance(make_constructor("sequential"), SequentialConstructor)
+    assert make_constructor(None) == S3ReaderConstructor.adaptive()
 
 
 def test_a_constructor_object_is_used_as_given() -> None:
@@ -126,7 +142,12 @@ def test_a_registered_strategy_is_chosen_by_name_with_its_options(
 
 @pytest.mark.parametrize(
     ("reader", "expected"),
-    [("sequential", SequentialS3Reader), ("range_based", RangedS3Reader), (None, SequentialS3Reader)],
+    [
+        ("sequential", SequentialS3Reader),
+        ("range_based", RangedS3Reader),
+        ("adaptive", AdaptiveS3Reader),
+        (None, AdaptiveS3Reader),
+    ],
 )
 def test_storage_options_choose_the_strategy(
     storage_options: dict, fs: S3ReaderFileSystem, bucket: str, reader: str | None, expected: type

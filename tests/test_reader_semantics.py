@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from memory_source import MemorySource
 
 from fsspec_s3reader import S3ReaderFileSystem
+from fsspec_s3reader.readers.adaptive import AdaptiveS3Reader
 from fsspec_s3reader.readers.dcp_optimized import DCPOptimizedS3Reader, ItemRange
 from fsspec_s3reader.readers.ranged import RangedS3Reader
 from fsspec_s3reader.readers.sequential import SequentialS3Reader
@@ -43,6 +44,33 @@ def test_sequential_reader_matches_bytesio(data: bytes, ops: list, chunk_size: i
 def test_ranged_reader_matches_bytesio(data: bytes, ops: list, chunk_size: int, buffer_size: int) -> None:
     source = MemorySource(data, chunk_size)
     reader = RangedS3Reader("bucket", "key", source.get_object_info, source.get_stream, buffer_size=buffer_size)
+    assert_behaves_like_bytesio(reader, data, ops)
+
+
+readaheads = st.integers(min_value=1, max_value=40)
+
+
+@given(
+    data=object_bytes,
+    ops=operations,
+    chunk_size=chunk_sizes,
+    buffer_size=buffer_sizes,
+    first_readahead=readaheads,
+    max_readahead=readaheads,
+)
+def test_adaptive_reader_matches_bytesio(
+    data: bytes, ops: list, chunk_size: int, buffer_size: int, first_readahead: int, max_readahead: int
+) -> None:
+    source = MemorySource(data, chunk_size)
+    reader = AdaptiveS3Reader(
+        "bucket",
+        "key",
+        source.get_object_info,
+        source.get_stream,
+        buffer_size=buffer_size,
+        first_readahead=first_readahead,
+        max_readahead=max_readahead,
+    )
     assert_behaves_like_bytesio(reader, data, ops)
 
 
@@ -80,6 +108,16 @@ def test_ranged_reader_over_s3_matches_bytesio(
 ) -> None:
     with fs.open(_put(fs, bucket, data), "rb", reader="range_based", buffer_size=buffer_size) as reader:
         assert isinstance(reader, RangedS3Reader)
+        assert_behaves_like_bytesio(reader, data, ops)
+
+
+@given(data=object_bytes, ops=operations, buffer_size=buffer_sizes, first_readahead=readaheads)
+def test_adaptive_reader_over_s3_matches_bytesio(
+    fs: S3ReaderFileSystem, bucket: str, data: bytes, ops: list, buffer_size: int, first_readahead: int
+) -> None:
+    path = _put(fs, bucket, data)
+    with fs.open(path, "rb", reader="adaptive", buffer_size=buffer_size, first_readahead=first_readahead) as reader:
+        assert isinstance(reader, AdaptiveS3Reader)
         assert_behaves_like_bytesio(reader, data, ops)
 
 

@@ -42,8 +42,27 @@ from .ranged import RangedS3Reader
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_GAP_SIZE = 32 * 1024 * 1024
-"""Ranges closer than this share one GET: reading 32 MiB of gap costs less than a new request's latency."""
+DEFAULT_FIRST_BYTE_LATENCY = 0.02
+"""Seconds a new GET waits for its first byte on S3 (typically 10-30 ms)."""
+
+DEFAULT_CONNECTION_THROUGHPUT = 100_000_000
+"""Bytes per second one S3 connection delivers (typically 80-100 MB/s)."""
+
+
+def break_even_gap(first_byte_latency: float, connection_throughput: float) -> int:
+    """The gap, in bytes, that takes as long to read as a new request takes to start.
+
+    A smaller gap is cheaper to read through than to skip with a second GET;
+    a larger one is cheaper to skip. With the defaults: 2 MB.
+    """
+    for name, value in (("first_byte_latency", first_byte_latency), ("connection_throughput", connection_throughput)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return int(first_byte_latency * connection_throughput)
+
+
+DEFAULT_MAX_GAP_SIZE = break_even_gap(DEFAULT_FIRST_BYTE_LATENCY, DEFAULT_CONNECTION_THROUGHPUT)
+"""Ranges closer than this share one GET: the break-even gap for S3's typical latency and throughput."""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ straight from the network to the caller.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from ..protocol import Chunk, GetObjectInfo, GetStream
 from .base import S3Reader
 
@@ -27,21 +25,69 @@ def validate_buffer_size(buffer_size: int | None) -> int:
     return buffer_size
 
 
-class RangedS3Reader(S3Reader):
-    """Serves each read with a ranged GET, buffering small reads.
+class RangeFetcher:
+    """Ranged GETs for reads anywhere in one object, small ones served through a buffer.
 
-    How a read of ``n`` bytes at position ``p`` is served::
+    How a read of ``[start, end)`` is served::
 
         buffer:        [buffer_start ........ buffer_end)
-        read:                     [p ...................... p+n)
+        read:                     [start ................... end)
                                   |-- from buffer --|-- rest --|
         rest < buffer_size:  one GET of buffer_size bytes from buffer_end,
                              which becomes the new buffer
         rest >= buffer_size: one GET of exactly the rest, not buffered
 
     ``buffer_size=0`` turns the buffer off: every read is one GET of exactly
-    the bytes asked for.
+    the bytes asked for. Shared by the range-based strategy and by the
+    adaptive one once it has seen random access.
     """
+
+    def __init__(self, get_stream: GetStream, size: int, buffer_size: int | None) -> None:
+        self._get_stream = get_stream
+        self._size = size
+        self.buffer_size = validate_buffer_size(buffer_size)
+        self._buffer = b""
+        self._buffer_start = 0
+
+    def fetch(self, start: int, end: int) -> list[Chunk]:
+        """The bytes ``[start, end)`` (within the object), from the buffer and from new GETs."""
+        pieces: list[Chunk] = []
+        buffer_end = self._buffer_start + len(self._buffer)
+        if self._buffer_start <= start < buffer_end:
+            served_to = min(end, buffer_end)
+            pieces.append(memoryview(self._buffer)[start - self._buffer_start : served_to - self._buffer_start])
+            start = served_to
+        rest = end - start
+        if rest == 0:
+            return pieces
+        if rest < self.buffer_size:
+            fill_end = min(start + self.buffer_size, self._size)
+            self._buffer = b"".join(self._get_stream(start, fill_end))
+            self._buffer_start = start
+            pieces.append(self._buffer if rest == len(self._buffer) else memoryview(self._buffer)[:rest])
+        else:
+            pieces.extend(self._get_stream(start, end))
+        return pieces
+
+    def readline_step(self, position: int, step: int) -> int:
+        """How far ``readline`` may look ahead from ``position`` without leaving the buffer it lands in.
+
+        readline seeks back after the newline, and that must land in the
+        buffer, not before a new one.
+        """
+        buffer_end = self._buffer_start + len(self._buffer)
+        if self._buffer_start <= position < buffer_end:
+            return min(step, buffer_end - position)
+        if self.buffer_size <= 1:
+            return step  # no buffer to stay inside: look ahead in full steps
+        return min(step, self.buffer_size - 1)  # small enough to fill a new buffer
+
+    def release(self) -> None:
+        self._buffer = b""
+
+
+class RangedS3Reader(S3Reader):
+    """Serves each read with a ranged GET, buffering small reads (see :class:`RangeFetcher`)."""
 
     strategy = "range_based"
 
@@ -54,49 +100,21 @@ class RangedS3Reader(S3Reader):
         buffer_size: int | None = None,
     ) -> None:
         super().__init__(bucket, key)
-        self._buffer_size = validate_buffer_size(buffer_size)
         self._size = get_object_info().size
-        self._get_stream = get_stream
-        self._buffer = b""
-        self._buffer_start = 0
+        self._fetcher = RangeFetcher(get_stream, self._size, buffer_size)
 
     @property
     def buffer_size(self) -> int:
-        return self._buffer_size
+        return self._fetcher.buffer_size
 
     def _object_size(self) -> int:
         return self._size
 
-    def _pieces(self, start: int, length: int) -> Iterable[Chunk]:
-        end = start + length
-        pieces: list[Chunk] = []
-        buffer_end = self._buffer_start + len(self._buffer)
-        if self._buffer_start <= start < buffer_end:
-            served_to = min(end, buffer_end)
-            pieces.append(memoryview(self._buffer)[start - self._buffer_start : served_to - self._buffer_start])
-            start = served_to
-        rest = end - start
-        if rest == 0:
-            return pieces
-        if rest < self._buffer_size:
-            fill_end = min(start + self._buffer_size, self._size)
-            self._buffer = b"".join(self._get_stream(start, fill_end))
-            self._buffer_start = start
-            pieces.append(self._buffer if rest == len(self._buffer) else memoryview(self._buffer)[:rest])
-        else:
-            pieces.extend(self._get_stream(start, end))
-        return pieces
+    def _pieces(self, start: int, length: int) -> list[Chunk]:
+        return self._fetcher.fetch(start, start + length)
 
     def _readline_step(self) -> int:
-        # Never straddle the buffer's end: readline seeks back after the
-        # newline, and that must land in the buffer, not before a new one.
-        step = super()._readline_step()
-        buffer_end = self._buffer_start + len(self._buffer)
-        if self._buffer_start <= self._position < buffer_end:
-            return min(step, buffer_end - self._position)
-        if self._buffer_size <= 1:
-            return step  # no buffer to stay inside: look ahead in full steps
-        return min(step, self._buffer_size - 1)  # small enough to fill a new buffer
+        return self._fetcher.readline_step(self._position, super()._readline_step())
 
     def _release(self) -> None:
-        self._buffer = b""
+        self._fetcher.release()
