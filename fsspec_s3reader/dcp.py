@@ -9,6 +9,7 @@ state dict as it was. ``S3StorageWriter`` saves with the same storage options.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import errno
 import io
@@ -28,6 +29,9 @@ from .uris import is_s3_uri, object_uri, without_scheme
 logger = logging.getLogger(__name__)
 
 _METADATA_FILE = ".metadata"
+
+DEFAULT_FILES_IN_FLIGHT = 2
+"""Checkpoint files a load reads at once: one being deserialized while the next one's bytes arrive."""
 
 
 def _checkpoint_uri(checkpoint_id: Any) -> str:
@@ -98,6 +102,10 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             tensors this rank loads, held until the end (no extra copy); pass
             ``False`` to write each one in place as soon as it is read, as
             torch's own readers do.
+        files_in_flight: how many of the checkpoint's files are read at once
+            (default 2), each in a thread of its own; every file adds up to
+            ``part_size * max_parts_in_flight`` bytes in flight (64 MiB by
+            default). 1 reads them one after another.
         storage_options: s3fs options (``endpoint_url``, ``key``, ``secret``,
             ``client_kwargs``, ...) and filesystem options (``part_size``, ...).
 
@@ -110,11 +118,17 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         reader_constructor: ReaderConstructor | None = None,
         *,
         atomic: bool = True,
+        files_in_flight: int = DEFAULT_FILES_IN_FLIGHT,
         **storage_options: Any,
     ) -> None:
         checkpoint = _checkpoint_uri(path)
         reader = _reader_choice(reader_constructor, storage_options.pop("reader", None))
+        if isinstance(files_in_flight, bool) or not isinstance(files_in_flight, int) or files_in_flight < 1:
+            raise ValueError(
+                f"files_in_flight must be an int >= 1 (1 reads one file at a time), got {files_in_flight!r}"
+            )
         self._atomic = atomic
+        self._files_in_flight = files_in_flight
         # A filesystem of our own (not fsspec's shared instance), so this load's
         # constructor and its ranges are seen by no other load.
         super().__init__(_filesystem_url(checkpoint), reader=reader, skip_instance_cache=True, **storage_options)
@@ -153,13 +167,47 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         plan = self._in_storage_order(plan)
         self._inject_ranges(plan)
         if not self._atomic:
-            return super().read_data(plan, planner)
-        staged = _StagedLoad(planner)
-        super().read_data(plan, staged).wait()
-        staged.commit()
+            self._read_files(plan, planner)
+        else:
+            staged = _StagedLoad(planner)
+            self._read_files(plan, staged)
+            staged.commit()
         done: Future[None] = Future()
         done.set_result(None)
         return done
+
+    def _read_files(self, plan: LoadPlan, planner: LoadPlanner) -> None:
+        """torch's reading of each file, up to ``files_in_flight`` files at a time.
+
+        While one file's tensors are deserialized, the next files' bytes are
+        already travelling. Each file is read by torch's own ``read_data`` on a
+        plan of that file's items alone; the first error stops files not yet
+        started and is raised once the running ones have finished.
+        """
+        per_file = self._plans_per_file(plan)
+        if self._files_in_flight == 1 or len(per_file) <= 1:
+            for file_plan in per_file:
+                super().read_data(file_plan, planner).wait()
+            return
+        workers = min(self._files_in_flight, len(per_file))
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="s3reader-dcp") as pool:
+            futures = [pool.submit(self._read_one_file, file_plan, planner) for file_plan in per_file]
+            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+            for future in futures:
+                future.cancel()
+        for future in futures:
+            if not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+
+    def _read_one_file(self, file_plan: LoadPlan, planner: LoadPlanner) -> None:
+        super().read_data(file_plan, planner).wait()
+
+    def _plans_per_file(self, plan: LoadPlan) -> list[LoadPlan]:
+        """The plan cut into one plan per file, in the order the files first appear."""
+        items_per_file: dict[str, list[ReadItem]] = {}
+        for item in plan.items:
+            items_per_file.setdefault(self.storage_data[item.storage_index].relative_path, []).append(item)
+        return [dataclasses.replace(plan, items=items) for items in items_per_file.values()]
 
     def _in_storage_order(self, plan: LoadPlan) -> LoadPlan:
         """The plan with items sorted by file and offset, so each file is read front to back."""

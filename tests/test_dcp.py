@@ -59,6 +59,24 @@ def test_round_trip_is_bit_for_bit_with_every_strategy(
     assert_same_state(load(blank_like(state), reader), state)
 
 
+@pytest.mark.parametrize("files_in_flight", [1, 3])
+@pytest.mark.parametrize("atomic", [True, False])
+def test_files_read_one_at_a_time_or_side_by_side_load_the_same_bits(
+    saved: tuple[str, dict], storage_options: dict, files_in_flight: int, atomic: bool
+) -> None:
+    uri, state = saved
+    reader = S3StorageReader(uri, files_in_flight=files_in_flight, atomic=atomic, **storage_options)
+    assert_same_state(load(blank_like(state), reader), state)
+
+
+@pytest.mark.parametrize("files_in_flight", [0, -1, 1.5, True, "2"])
+def test_a_bad_files_in_flight_is_refused_naming_it(
+    saved: tuple[str, dict], storage_options: dict, files_in_flight: object
+) -> None:
+    with pytest.raises(ValueError, match="files_in_flight"):
+        S3StorageReader(saved[0], files_in_flight=files_in_flight, **storage_options)  # type: ignore[arg-type]
+
+
 def test_the_checkpoint_has_several_files(saved: tuple[str, dict], storage_options: dict) -> None:
     uri, _ = saved
     fs = S3ReaderFileSystem(skip_instance_cache=True, **storage_options)
@@ -210,10 +228,12 @@ def test_a_failed_load_leaves_the_state_dict_untouched(
     last_file = sorted(p for p in fs.ls(f"{bucket}/broken", detail=False) if p.endswith(".distcp"))[-1]
     fs.pipe_file(last_file, fs.cat_file(last_file)[:100])  # truncated after the metadata was written
     target = blank_like(state)
-    with pytest.raises(CheckpointException, match=r"IncompleteObjectError|shorter|beyond the end"):
-        dcp.load(target, storage_reader=S3StorageReader(f"s3://{bucket}/broken", **storage_options))
-    assert all_zero(target)
-    assert target["meta"]["step"] is None
+    for files_in_flight in (1, 3):
+        reader = S3StorageReader(f"s3://{bucket}/broken", files_in_flight=files_in_flight, **storage_options)
+        with pytest.raises(CheckpointException, match=r"IncompleteObjectError|shorter|beyond the end"):
+            dcp.load(target, storage_reader=reader)
+        assert all_zero(target)
+        assert target["meta"]["step"] is None
 
 
 # -- the DCP-optimized reader outside the happy path --------------------------------------------

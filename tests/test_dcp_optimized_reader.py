@@ -20,10 +20,12 @@ from fsspec_s3reader.readers.dcp_optimized import (
 DATA = bytes(range(256)) * 8  # 2 KiB
 
 
-def planned(ranges: list[tuple[int, int]], max_gap_size: float = 0, chunk_size: int = 7):
+def planned(ranges: list[tuple[int, int]], max_gap_size: float = 0, chunk_size: int = 7, prefetch_bytes: int = 0):
     source = MemorySource(DATA, chunk_size)
     items = [ItemRange(start, end) for start, end in ranges]
-    reader = DCPOptimizedS3Reader("bucket", "key", items, source.get_object_info, source.get_stream, max_gap_size)
+    reader = DCPOptimizedS3Reader(
+        "bucket", "key", items, source.get_object_info, source.get_stream, max_gap_size, prefetch_bytes
+    )
     return reader, source
 
 
@@ -71,6 +73,19 @@ def test_the_next_group_starts_when_the_last_item_of_a_group_is_in_memory() -> N
     assert source.requests == [(0, 10), (100, 110), (300, 310)]
     assert read_item(reader, 300, 310) == DATA[300:310]
     assert len(source.requests) == 3
+
+
+def test_groups_after_the_current_one_start_with_it_while_they_fit_the_prefetch_budget() -> None:
+    reader, source = planned([(0, 10), (100, 110), (300, 310), (500, 600), (700, 710)], prefetch_bytes=25)
+    read_item(reader, 0, 5)
+    assert source.requests == [(0, 10), (100, 110), (300, 310)]  # 20 bytes ahead fit, 120 would not
+    read_item(reader, 100, 110)
+    assert source.requests[-1] == (300, 310)  # (500, 600) alone is over the budget
+    assert read_item(reader, 300, 310) == DATA[300:310]
+    assert source.requests[-1] == (500, 600)  # but the next group always travels once an item is whole
+    assert read_item(reader, 500, 600) == DATA[500:600]
+    assert read_item(reader, 700, 710) == DATA[700:710]
+    assert len(source.requests) == 5  # each group fetched once
 
 
 def test_reads_anywhere_inside_the_current_item_are_served_from_memory() -> None:
@@ -143,9 +158,8 @@ def test_closing_stops_every_stream() -> None:
         "bucket", "key", [ItemRange(0, 50), ItemRange(500, 550)], source.get_object_info, tracked_stream, 0
     )
     read_item(reader, 0, 10)  # the second group is now started too
-    next_stream = reader._prefetched
-    assert next_stream is not None
-    next(next_stream[1])  # make the generator live, so closing it is observable
+    assert len(reader._prefetched) == 1
+    next(reader._prefetched[0][1])  # make the generator live, so closing it is observable
     reader.close()
     assert sorted(closed) == [(0, 50), (500, 550)]
 

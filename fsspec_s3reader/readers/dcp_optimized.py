@@ -15,8 +15,10 @@ ranges and serves them from as few ranged GETs as the gaps allow::
 
 Only one item is buffered at a time: its segments are dropped when the next
 item starts, so memory stays at one item plus the transport's window of
-parts in flight. When a group's last item is in memory, the next group's
-stream starts, so its first bytes travel while torch deserializes. Reads
+parts in flight. When a group's stream opens, the streams of the groups
+after it start too, as many as fit in ``prefetch_bytes`` (and always the
+next one once the current group's last item is in memory), so small groups
+of a partial load travel side by side while torch deserializes. Reads
 within the current item may go anywhere (``torch.load`` seeks around inside
 an item); across items they go forward.
 
@@ -32,6 +34,7 @@ import bisect
 import errno
 import logging
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -63,6 +66,18 @@ def break_even_gap(first_byte_latency: float, connection_throughput: float) -> i
 
 DEFAULT_MAX_GAP_SIZE = break_even_gap(DEFAULT_FIRST_BYTE_LATENCY, DEFAULT_CONNECTION_THROUGHPUT)
 """Ranges closer than this share one GET: the break-even gap for S3's typical latency and throughput."""
+
+
+DEFAULT_PREFETCH_BYTES = 32 * 1024 * 1024
+"""Bytes of the groups after the current one that may be fetched ahead, per file."""
+
+
+def validate_prefetch_bytes(prefetch_bytes: int) -> int:
+    if isinstance(prefetch_bytes, bool) or not isinstance(prefetch_bytes, int):
+        raise TypeError(f"prefetch_bytes must be an int number of bytes, got {prefetch_bytes!r}")
+    if prefetch_bytes < 0:
+        raise ValueError(f"prefetch_bytes must be >= 0 (0 fetches only the next group ahead), got {prefetch_bytes}")
+    return prefetch_bytes
 
 
 @dataclass(frozen=True)
@@ -143,8 +158,10 @@ class DCPOptimizedS3Reader(S3Reader):
         get_object_info: GetObjectInfo,
         get_stream: GetStream,
         max_gap_size: float = DEFAULT_MAX_GAP_SIZE,
+        prefetch_bytes: int = DEFAULT_PREFETCH_BYTES,
     ) -> None:
         super().__init__(bucket, key)
+        self._prefetch_bytes = validate_prefetch_bytes(prefetch_bytes)
         self._get_object_info = get_object_info
         self._get_stream = get_stream
         self._items = merge_overlapping(ranges)
@@ -155,9 +172,9 @@ class DCPOptimizedS3Reader(S3Reader):
         # The stream of the current group, and the bytes received but not yet used.
         self._stream: Iterator[Chunk] | None = None
         self._stream_group = -1
-        # The next group's stream, started as soon as the current group's last
-        # item is in memory, so its bytes travel while torch deserializes.
-        self._prefetched: tuple[int, Iterator[Chunk]] | None = None
+        # Streams of the groups after the current one, in order, started early
+        # so that their bytes travel while torch deserializes.
+        self._prefetched: deque[tuple[int, Iterator[Chunk]]] = deque()
         self._leftover = memoryview(b"")
         self._leftover_start = 0  # absolute offset of self._leftover[0]
 
@@ -256,26 +273,38 @@ class DCPOptimizedS3Reader(S3Reader):
         self._leftover = view
         self._leftover_start = position
         self._current = index
-        if item is self._groups[group].items[-1] and group + 1 < len(self._groups):
-            self._prefetch_group(group + 1)
+        if item is self._groups[group].items[-1] and not self._prefetched and group + 1 < len(self._groups):
+            # Whatever the budget, the next group travels while this item is deserialized.
+            self._start_prefetch(group + 1)
 
-    def _prefetch_group(self, group: int) -> None:
-        if self._prefetched is None:
-            spec = self._groups[group]
-            self._prefetched = (group, self._get_stream(spec.start, spec.end))
+    def _prefetch_after(self, group: int) -> None:
+        """Start the streams of the groups after ``group`` while their bytes fit in ``prefetch_bytes``."""
+        following = self._prefetched[-1][0] + 1 if self._prefetched else group + 1
+        budget = sum(self._groups[g].end - self._groups[g].start for g, _ in self._prefetched)
+        while following < len(self._groups):
+            spec = self._groups[following]
+            budget += spec.end - spec.start
+            if budget > self._prefetch_bytes:
+                return
+            self._start_prefetch(following)
+            following += 1
+
+    def _start_prefetch(self, group: int) -> None:
+        spec = self._groups[group]
+        self._prefetched.append((group, self._get_stream(spec.start, spec.end)))
 
     def _open_group_stream(self, group: int) -> None:
         self._close_stream()
         spec = self._groups[group]
-        if self._prefetched is not None and self._prefetched[0] == group:
-            self._stream = self._prefetched[1]
-            self._prefetched = None
+        if self._prefetched and self._prefetched[0][0] == group:
+            self._stream = self._prefetched.popleft()[1]
         else:
-            self._close_prefetched()
+            self._close_prefetched()  # a jump: what was fetched ahead is not what comes next
             self._stream = self._get_stream(spec.start, spec.end)
         self._stream_group = group
         self._leftover = memoryview(b"")
         self._leftover_start = spec.start
+        self._prefetch_after(group)
 
     def _next_chunk(self, item: ItemRange) -> Chunk:
         assert self._stream is not None
@@ -294,9 +323,8 @@ class DCPOptimizedS3Reader(S3Reader):
         self._leftover = memoryview(b"")
 
     def _close_prefetched(self) -> None:
-        if self._prefetched is not None:
-            close_stream(self._prefetched[1])
-            self._prefetched = None
+        while self._prefetched:
+            close_stream(self._prefetched.popleft()[1])
 
     # -- stray access ------------------------------------------------------------------
 
