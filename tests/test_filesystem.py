@@ -184,3 +184,23 @@ def test_requester_pays_is_sent_on_the_readers_requests(
     with paying.open(f"{bucket}/k", "rb", reader="range_based") as reader:
         assert reader.read() == b"paid for"
     assert sent == [b"requester"]
+
+
+def test_filesystems_without_a_session_of_their_own_share_one_and_its_parsed_models(
+    storage_options: dict, bucket: str
+) -> None:
+    first = S3ReaderFileSystem(skip_instance_cache=True, **storage_options)
+    second = S3ReaderFileSystem(skip_instance_cache=True, **storage_options)
+    first.ls(bucket)
+    second.ls(bucket)
+    assert first.session is second.session
+    assert first.s3 is not second.s3  # each keeps its own client and connections
+
+
+def test_a_session_passed_in_is_used_as_given(storage_options: dict, bucket: str) -> None:
+    import aiobotocore.session
+
+    own = aiobotocore.session.AioSession()
+    fs = S3ReaderFileSystem(skip_instance_cache=True, session=own, **storage_options)
+    fs.ls(bucket)
+    assert fs.session is own
