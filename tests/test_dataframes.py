@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -13,6 +14,8 @@ from pyarrow.fs import FSSpecHandler, PyFileSystem
 from fsspec_s3reader import S3ReaderFileSystem
 
 READER_CHOICES = [
+    {},
+    {"reader": "adaptive", "first_readahead": 1000, "buffer_size": 512},
     {"reader": "sequential"},
     {"reader": "range_based"},
     {"reader": "range_based", "buffer_size": 0},
@@ -106,3 +109,26 @@ def test_a_column_subset_fetches_less_than_the_file_with_a_small_buffer(
     with fs.open(remote, "rb") as f:
         pq.read_table(f, columns=["small"])
     assert fs.stats.bytes_fetched < local.stat().st_size / 2
+
+
+def test_read_parquet_with_default_options_fetches_little_more_than_the_columns_read(
+    tmp_path: Path, storage_options: dict, bucket: str
+) -> None:
+    values = np.random.default_rng(11).random((120_000, 8))
+    table = pd.DataFrame({f"c{i}": values[:, i] for i in range(8)})
+    local = tmp_path / "wide.parquet"
+    table.to_parquet(local, row_group_size=40_000)
+    fs = S3ReaderFileSystem(skip_instance_cache=True, **storage_options)
+    fs.put_file(str(local), f"{bucket}/wide.parquet")
+    read_through = fsspec.filesystem("s3reader", **storage_options)  # the instance pandas gets from fsspec's cache
+    read_through.reset_stats()
+    got = pd.read_parquet(f"s3reader://{bucket}/wide.parquet", columns=["c2", "c6"], storage_options=storage_options)
+    pd.testing.assert_frame_equal(got, table[["c2", "c6"]])
+    metadata = pq.ParquetFile(local).metadata
+    needed = metadata.serialized_size + 8
+    for group in range(metadata.num_row_groups):
+        for column in range(metadata.num_columns):
+            chunk = metadata.row_group(group).column(column)
+            if chunk.path_in_schema in ("c2", "c6"):
+                needed += chunk.total_compressed_size
+    assert read_through.stats.bytes_fetched <= 1.25 * needed

@@ -121,6 +121,29 @@ def test_partial_load_without_gaps_fetches_only_the_needed_bytes(
     assert fs.stats.bytes_fetched < _bytes_of(reader, "") + metadata_size  # the optimizer was not fetched
 
 
+def test_a_partial_load_with_default_settings_skips_the_interleaved_optimizer_state(
+    storage_options: dict, bucket: str
+) -> None:
+    """Weights of 4 MiB between Adam moments of 4 MiB each: gaps too big to be worth reading through."""
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(*(torch.nn.Linear(1024, 1024, bias=False) for _ in range(3)))
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 1024)).sum().backward()
+    optimizer.step()
+    state = {"model": model.state_dict(), "optim": optimizer.state_dict()}
+    uri = f"s3://{bucket}/interleaved"
+    save(state, uri, storage_options, thread_count=1)
+    reader = S3StorageReader(uri, **storage_options)
+    fs = reader.filesystem
+    metadata_size = fs.size(f"{uri}/.metadata")
+    fs.reset_stats()
+    target = {"model": blank_like(state["model"])}
+    load(target, reader)
+    assert_same_state(target["model"], state["model"])
+    needed = _bytes_of(reader, "model.") + metadata_size
+    assert fs.stats.bytes_fetched <= 1.1 * needed
+
+
 def test_partial_load_with_default_gap_is_correct(saved: tuple[str, dict], storage_options: dict) -> None:
     uri, state = saved
     target = {"model": blank_like(state["model"]), "meta": blank_like(state["meta"])}

@@ -5,7 +5,7 @@ object, a log) or by jumping around (a parquet footer, then its column
 chunks). This reader starts by streaming and watches the reads::
 
     reads           [r0][r1] [r2][r3]..........                 (forward: keep streaming)
-    streams         [ 1 MiB )[  2 MiB  )[     4 MiB     )[ ... up to max_readahead
+    streams         [64K)[128K)[ 256K )[    512K    )[ ... up to max_readahead
                               ^ the next stream starts when reads pass the
                                 middle of the last one, so bytes are in flight
     a read before what is kept, or beyond what was requested
@@ -15,7 +15,8 @@ chunks). This reader starts by streaming and watches the reads::
 
 Streamed bytes are dropped once reads have moved past them, so memory stays
 at what is in flight. The first stream is small, so a file that turns out
-to be read at random costs one ``first_readahead`` of extra bytes at most.
+to be read at random costs no more than ``range_based`` with a
+``buffer_size`` block: one GET of at most 64 KiB per small read.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_RANDOM_BUFFER_SIZE = 64 * 1024
 """Block fetched for a small read in random mode: a few neighbouring small reads share one GET."""
 
-DEFAULT_FIRST_READAHEAD = 1024 * 1024
-"""Bytes the first stream asks for beyond the first read."""
+DEFAULT_FIRST_READAHEAD = 64 * 1024
+"""The least the first stream asks for: as small as a random-mode block, so a file read at random pays nothing extra."""
 
 DEFAULT_MAX_READAHEAD = 32 * 1024 * 1024
 """The most one stream asks for; each stream doubles the last until it gets here."""
