@@ -237,9 +237,9 @@ def test_torchs_own_fsspec_reader_and_writer_work_on_s3reader_urls(
     state = training_state(seed=5)
     url = f"s3reader://{bucket}/plain"
     dcp.save(state, storage_writer=FsspecWriter(url, **storage_options))
-    for reader_name in ("sequential", "range_based"):
+    for choice in ({}, {"reader": "sequential"}, {"reader": "range_based"}, {"reader": "adaptive"}):
         target = blank_like(state)
-        dcp.load(target, storage_reader=FsspecReader(url, reader=reader_name, **storage_options))
+        dcp.load(target, storage_reader=FsspecReader(url, **choice, **storage_options))
         assert_same_state(target, state)
 
 
