@@ -18,10 +18,11 @@ from .constructor import (
     register_reader,
     registered_readers,
 )
-from .errors import IncompleteObjectError, ObjectChangedError
+from .errors import IncompleteObjectError, ObjectChangedError, ReadRetriesExhaustedError
 from .filesystem import S3ReaderFileSystem
 from .protocol import ObjectInfo
 from .readers import DCPOptimizedS3Reader, ItemRange, RangedS3Reader, RangeGroup, S3Reader, SequentialS3Reader
+from .retry import RetryPolicy
 from .transport import TransferStats
 
 if TYPE_CHECKING:
@@ -39,7 +40,9 @@ __all__ = [
     "RangeBasedConstructor",
     "RangeGroup",
     "RangedS3Reader",
+    "ReadRetriesExhaustedError",
     "ReaderConstructor",
+    "RetryPolicy",
     "S3Reader",
     "S3ReaderConstructor",
     "S3ReaderFileSystem",
