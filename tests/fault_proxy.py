@@ -23,7 +23,9 @@ Faults:
 - ``truncate``: the real headers (full ``Content-Length``) and only
   ``after_bytes`` body bytes, then a clean close;
 - ``stall``: the real headers and ``after_bytes`` body bytes (or nothing at
-  all, ``before_headers=True``), then silence until the client gives up.
+  all, ``before_headers=True``), then silence until the client gives up;
+- ``action``: not a fault but a moment: ``action(path)`` runs (say, to
+  overwrite the object), then the request goes on to the server.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ import contextlib
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-FaultKind = Literal["status", "refuse", "reset", "truncate", "stall"]
+FaultKind = Literal["status", "refuse", "reset", "truncate", "stall", "action"]
 
 _ERROR_MESSAGES = {
     400: ("BadRequest", "Bad request."),
@@ -59,6 +62,7 @@ class Fault:
     code: str = ""
     after_bytes: int = 0
     before_headers: bool = False
+    action: Callable[[str], None] | None = None
 
     @staticmethod
     def status(status_code: int, code: str = "") -> Fault:
@@ -79,6 +83,10 @@ class Fault:
     @staticmethod
     def stall(after_bytes: int = 0, before_headers: bool = False) -> Fault:
         return Fault("stall", after_bytes=after_bytes, before_headers=before_headers)
+
+    @staticmethod
+    def run(action: Callable[[str], None]) -> Fault:
+        return Fault("action", action=action)
 
     def __str__(self) -> str:
         if self.kind == "status":
@@ -270,6 +278,10 @@ class FaultProxy:
         if fault is not None and fault.kind == "stall" and fault.before_headers:
             await _until_client_leaves(reader)
             return False
+        if fault is not None and fault.action is not None:
+            path = head.split(b" ", 2)[1].decode()
+            await asyncio.get_running_loop().run_in_executor(None, fault.action, path)
+            fault = None
         response = await self._forward(head, body, method)
         if fault is None:
             writer.write(response.head + response.body)
