@@ -42,6 +42,9 @@ from .uris import without_scheme
 
 logger = logging.getLogger(__name__)
 
+_WRITE_MODES = frozenset({"wb", "ab", "xb"})
+"""The modes s3fs writes in; reading ("rb") goes through a reader strategy."""
+
 _S3FS_PARAMETERS = frozenset(inspect.signature(S3FileSystem.__init__).parameters)
 
 
@@ -215,6 +218,13 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         cache_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
+        if isinstance(mode, str) and sorted(mode) == ["b", "r"]:
+            mode = "rb"  # "br" is the same mode, as Python's open() reads it
+        elif mode not in _WRITE_MODES:
+            raise ValueError(
+                f"cannot open s3://{path} in mode {mode!r}: S3 objects open for reading ('rb', or 'r' for text) "
+                "or for writing a whole new object ('wb', 'ab', 'xb'); they cannot be updated in place ('+')"
+            )
         if mode != "rb":
             return super()._open(
                 path,

@@ -119,3 +119,8 @@ def test_a_checkpoint_file_overwritten_mid_load_raises_and_leaves_the_state_dict
     assert isinstance(cause, ObjectChangedError)
     assert "was overwritten while being read" in str(cause)
     assert all_zero(target)
+
+
+def test_the_storage_reader_checks_retry_options_like_the_filesystem(checkpoint: tuple[str, dict]) -> None:
+    with pytest.raises(ValueError, match="read_attempts must be at least 1"):
+        S3StorageReader(checkpoint[0], read_attempts=0)
