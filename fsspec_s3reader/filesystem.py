@@ -156,6 +156,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         self._s3creator = None
         self._kwargs_helper = None
         self._set_session_lock = asyncio.Lock()
+        self._counter.renew_lock_after_fork()
         if self._session_is_owned:
             self.session = None
 

@@ -2,10 +2,10 @@
 
 Readers see only ``get_object_info()`` and ``get_stream(start, end)``; this
 module turns those into HEAD and ranged GET requests on fsspec's event loop,
-retries what failed for a transient reason (resuming a broken body after its
-last byte received, with the policy of ``retry.py``), and pins every GET of one
-open object to the ETag seen first. Its ``TransferCounter`` is the one place that counts
-requests and bytes; ``fs.stats`` reads it.
+retries what failed for a transient reason (with the policy of ``retry.py``,
+resuming a broken body after its last byte received), and pins every GET of
+one open object to the ETag seen first. Its ``TransferCounter`` is the one
+place that counts requests and bytes; ``fs.stats`` reads it.
 
 How a range is fetched::
 
@@ -123,6 +123,10 @@ class TransferCounter:
     def record_delivered(self, count: int) -> None:
         with self._lock:
             self._stats = dataclasses.replace(self._stats, bytes_delivered=self._stats.bytes_delivered + count)
+
+    def renew_lock_after_fork(self) -> None:
+        """In a forked child: a parent thread may have held the lock at the fork, and would never release it here."""
+        self._lock = threading.Lock()
 
     def snapshot(self) -> TransferStats:
         with self._lock:

@@ -29,7 +29,7 @@ from fsspec_s3reader.transport import S3ObjectTransport
 
 DATA = random.Random(7).randbytes(200_000)
 ITEMS = [(0, 30_000), (30_000, 80_000), (100_000, 140_000), (170_000, 200_000)]
-STALL_TIMEOUT = 0.5  # read_timeout where a test stalls: the proxy stays silent far longer
+STALL_TIMEOUT = 0.75  # read_timeout where a test stalls: the proxy stays silent until the client leaves
 
 FAULTS = {
     "500 InternalError": Fault.status(500),
@@ -152,7 +152,7 @@ def test_one_fault_is_retried_and_the_bytes_are_exact(
 ) -> None:
     settings, nth = PATHS[path_name]
     options = {**proxied_options, **settings, "read_timeout": STALL_TIMEOUT if "stall" in fault_name else 30}
-    clean_gets, clean_bytes = clean_read(fault_proxy, proxied_fs(options), strategy, stored)
+    clean_gets, clean_bytes = clean_read(fault_proxy, proxied_fs(options, read_timeout=30), strategy, stored)
 
     rule = fault_proxy.add(FAULTS[fault_name], method="GET", nth=nth)
     faulted = proxied_fs(options)
@@ -194,26 +194,26 @@ def test_a_fault_on_every_attempt_raises_the_documented_error(
     proxied_options: dict, fault_proxy: FaultProxy, stored: str, fault_name: str
 ) -> None:
     fault_proxy.add(FAULTS[fault_name], method="GET")
-    failing = proxied_fs(proxied_options, read_attempts=3, read_timeout=STALL_TIMEOUT)
+    failing = proxied_fs(proxied_options, read_attempts=2, read_timeout=STALL_TIMEOUT)
     with failing.open(stored, "rb", reader="range_based", buffer_size=0) as reader:
         reader.seek(1000)
         with pytest.raises(ReadRetriesExhaustedError) as caught:
             reader.read(10_000)
     error = caught.value
-    assert (error.bucket, error.key, error.end, error.attempts) == (*stored.split("/", 1), 11_000, 3)
+    assert (error.bucket, error.key, error.end, error.attempts) == (*stored.split("/", 1), 11_000, 2)
     assert error.start is not None
     if FAULTS[fault_name].after_bytes:  # each attempt delivered a little: the error names what is still missing
-        assert 1000 < error.start <= 1000 + 3 * 2000
+        assert 1000 <= error.start <= 1000 + 2 * 2000
     else:
         assert error.start == 1000
-    assert f"s3://{stored} bytes [{error.start}, 11000): gave up after 3 attempts" in str(error)
+    assert f"s3://{stored} bytes [{error.start}, 11000): gave up after 2 attempts" in str(error)
     assert "read_attempts" in str(error)
     assert error.__cause__ is not None
     assert isinstance(error, OSError)
     # read_attempts is the number of requests, exactly; aiohttp itself sends an idempotent request
     # a second time when its connection closes before any reply (RFC 9112, 9.3.1), within the attempt
     per_attempt = 2 if FAULTS[fault_name].kind == "refuse" else 1
-    assert len(fault_proxy.requests_of("GET")) == 3 * per_attempt
+    assert len(fault_proxy.requests_of("GET")) == 2 * per_attempt
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
