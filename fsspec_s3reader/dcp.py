@@ -99,7 +99,8 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             ``False`` to write each one in place as soon as it is read, as
             torch's own readers do.
         storage_options: s3fs options (``endpoint_url``, ``key``, ``secret``,
-            ``client_kwargs``, ...) and filesystem options (``part_size``, ...).
+            ``client_kwargs``, ...) and filesystem options (``part_size``,
+            ``read_attempts``, ``read_timeout``, ``retry_backoff``, ...).
 
     Raises ``FileNotFoundError`` at once when no checkpoint is at ``path``.
     """
@@ -113,6 +114,8 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         **storage_options: Any,
     ) -> None:
         checkpoint = _checkpoint_uri(path)
+        if not isinstance(atomic, bool):
+            raise TypeError(f"atomic must be True or False, got {atomic!r}")
         reader = _reader_choice(reader_constructor, storage_options.pop("reader", None))
         self._atomic = atomic
         # A filesystem of our own (not fsspec's shared instance), so this load's

@@ -237,3 +237,11 @@ def test_retry_options_reach_the_filesystem(storage_options: dict) -> None:
         read_attempts=3, read_timeout=2.5, retry_backoff=0, skip_instance_cache=True, **storage_options
     )
     assert (fs.retry_policy.attempts, fs.retry_policy.timeout, fs.retry_policy.backoff) == (3, 2.5, 0)
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
+def test_a_storage_reader_takes_atomic_as_a_bool_only() -> None:
+    from fsspec_s3reader import S3StorageReader
+
+    with pytest.raises(TypeError, match="atomic must be True or False, got 'yes'"):
+        S3StorageReader("s3://bucket/ckpt", atomic="yes")  # type: ignore[arg-type]
