@@ -52,6 +52,9 @@ _PATTERNS = (
     re.compile(r"(?i)(Signature:\s*)[0-9a-f]{16,}"),
 )
 
+_SHORTEST_MASKED = 4
+"""Shorter values are not masked by value: masking every "ab" would garble the logs (headers stay masked)."""
+
 _known_secrets: set[str] = set()
 _lock = threading.Lock()
 
@@ -89,10 +92,11 @@ def protect_secrets(*secrets: object) -> None:
 
     Installs the filter (once) on :data:`LOGGERS_THAT_SEE_REQUESTS` and on
     every botocore and aiobotocore logger that exists by now, and adds
-    every non-empty string among ``secrets`` to the values it masks.
+    every string of 4 characters or more among ``secrets`` to the values it
+    masks.
     """
     with _lock:
-        _known_secrets.update(s for s in secrets if isinstance(s, str) and s)
+        _known_secrets.update(s for s in secrets if isinstance(s, str) and len(s) >= _SHORTEST_MASKED)
     existing = [name for name in logging.root.manager.loggerDict if name.startswith(("botocore.", "aiobotocore."))]
     for name in (*LOGGERS_THAT_SEE_REQUESTS, *existing):
         target = logging.getLogger(name)

@@ -481,7 +481,9 @@ class S3ObjectTransport:
             return start + sum(len(chunk) for chunk in chunks), end
 
         async def get_rest(attempt: int) -> list[bytes]:
-            await self._get_into(chunks, unread()[0], end, attempt)
+            rest = unread()[0]
+            if rest < end:  # a try that failed after its last byte leaves nothing to ask for
+                await self._get_into(chunks, rest, end, attempt)
             return chunks
 
         return await self._with_retries(get_rest, unread)

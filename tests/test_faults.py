@@ -10,6 +10,7 @@ s3fs or botocore on top of ours).
 from __future__ import annotations
 
 import random
+import socket
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -235,6 +236,19 @@ def test_a_head_that_keeps_failing_names_the_object(
         failing.open(stored, "rb", reader="sequential")
     assert (caught.value.start, caught.value.end) == (None, None)
     assert len(fault_proxy.requests_of("HEAD")) == 2
+
+
+def test_a_refused_connection_is_retried_then_named(storage_options: dict, stored: str) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused at once
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    options = {**storage_options, "endpoint_url": f"http://127.0.0.1:{closed_port}"}
+    refusing = proxied_fs(options, read_attempts=2, retry_backoff=0)
+    with pytest.raises(
+        ReadRetriesExhaustedError, match=rf"s3://{stored} object info \(HEAD\): gave up after 2"
+    ) as caught:
+        refusing.open(stored, "rb", reader="sequential")
+    assert caught.value.attempts == 2
 
 
 @pytest.mark.parametrize(

@@ -91,3 +91,7 @@ def test_redact_masks_headers_signed_urls_and_registered_values() -> None:
         f"x-amz-security-token:{TOKEN}\nSignature:\n{'ab' * 32} {SECRET}"
     )
     assert_no_secret(redact(text), "redacted text")
+    sse_c_key = uuid.uuid4().hex
+    call = f"CALL: get_object - () - {{'Bucket': 'b', 'SSECustomerKey': '{sse_c_key}', 'Range': 'bytes=0-9'}}"
+    assert sse_c_key not in redact(call)
+    assert "'Range': 'bytes=0-9'" in redact(call)  # only secrets are masked
