@@ -22,7 +22,6 @@ from .errors import IncompleteObjectError, ObjectChangedError, ReadRetriesExhaus
 from .filesystem import S3ReaderFileSystem
 from .protocol import ObjectInfo
 from .readers import DCPOptimizedS3Reader, ItemRange, RangedS3Reader, RangeGroup, S3Reader, SequentialS3Reader
-from .retry import RetryPolicy
 from .transport import TransferStats
 
 if TYPE_CHECKING:
@@ -42,7 +41,6 @@ __all__ = [
     "RangedS3Reader",
     "ReadRetriesExhaustedError",
     "ReaderConstructor",
-    "RetryPolicy",
     "S3Reader",
     "S3ReaderConstructor",
     "S3ReaderFileSystem",
