@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from fsspec_s3reader import S3ReaderFileSystem
 
 STRATEGIES = ["sequential", "range_based", "dcp_optimized"]  # dcp_optimized without a plan reads range-based
-OBJECTS = {f"object-{index}.bin": random.Random(index).randbytes(50_000 + 977 * index) for index in range(6)}
+OBJECTS = {f"object-{index}.bin": random.Random(index).randbytes(50_000 + 977 * index) for index in range(4)}
 
 
 def read_back(fs: S3ReaderFileSystem, path: str, strategy: str) -> bytes:

@@ -102,7 +102,7 @@ def test_a_non_atomic_load_that_fails_leaves_every_tensor_either_untouched_or_wh
 def test_a_checkpoint_file_overwritten_mid_load_raises_and_leaves_the_state_dict_untouched(
     storage_options: dict, proxied_options: dict, fault_proxy: FaultProxy, fs: S3ReaderFileSystem, bucket: str
 ) -> None:
-    state = training_state(seed=4, width=512)
+    state = training_state(seed=4, width=128)
     uri = f"s3://{bucket}/overwritten"
     dcp.save(state, checkpoint_id=uri, storage_writer=_writer(uri, storage_options))
 
