@@ -19,7 +19,7 @@ from .constructor import (
     register_reader,
     registered_readers,
 )
-from .errors import IncompleteObjectError, ObjectChangedError
+from .errors import IncompleteObjectError, ObjectChangedError, ReadRetriesExhaustedError
 from .filesystem import S3ReaderFileSystem
 from .protocol import ObjectInfo
 from .readers import (
@@ -50,6 +50,7 @@ __all__ = [
     "RangeBasedConstructor",
     "RangeGroup",
     "RangedS3Reader",
+    "ReadRetriesExhaustedError",
     "ReaderConstructor",
     "S3Reader",
     "S3ReaderConstructor",

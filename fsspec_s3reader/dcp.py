@@ -107,7 +107,8 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             ``part_size * max_parts_in_flight`` bytes in flight (64 MiB by
             default). 1 reads them one after another.
         storage_options: s3fs options (``endpoint_url``, ``key``, ``secret``,
-            ``client_kwargs``, ...) and filesystem options (``part_size``, ...).
+            ``client_kwargs``, ...) and filesystem options (``part_size``,
+            ``read_attempts``, ``read_timeout``, ``retry_backoff``, ...).
 
     Raises ``FileNotFoundError`` at once when no checkpoint is at ``path``.
     """
@@ -122,6 +123,8 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         **storage_options: Any,
     ) -> None:
         checkpoint = _checkpoint_uri(path)
+        if not isinstance(atomic, bool):
+            raise TypeError(f"atomic must be True or False, got {atomic!r}")
         reader = _reader_choice(reader_constructor, storage_options.pop("reader", None))
         if isinstance(files_in_flight, bool) or not isinstance(files_in_flight, int) or files_in_flight < 1:
             raise ValueError(

@@ -7,17 +7,30 @@ s3fs option) is s3fs's own.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
+import os
 import threading
 from typing import Any
 
 import aiobotocore.session  # type: ignore[import-untyped]
+from fsspec.asyn import get_loop
 from s3fs import S3FileSystem
+from s3fs.errors import translate_boto_error
 
 from .constructor import ReaderConstructor, make_constructor, reader_option_names
 from .readers.base import S3Reader
+from .redaction import protect_secrets
+from .retry import (
+    DEFAULT_READ_ATTEMPTS,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_RETRY_BACKOFF,
+    RetryPolicy,
+    forbid_client_retries_of_single_attempts,
+    single_attempt_requested,
+)
 from .transport import (
     DEFAULT_MAX_PARTS_IN_FLIGHT,
     DEFAULT_PART_SIZE,
@@ -30,6 +43,9 @@ from .transport import (
 from .uris import without_scheme
 
 logger = logging.getLogger(__name__)
+
+_WRITE_MODES = frozenset({"wb", "ab", "xb"})
+"""The modes s3fs writes in; reading ("rb") goes through a reader strategy."""
 
 _S3FS_PARAMETERS = frozenset(inspect.signature(S3FileSystem.__init__).parameters)
 
@@ -48,6 +64,15 @@ def _object_request_parameters() -> frozenset[str]:
 
 _SHARED_SESSIONS: dict[str, Any] = {}
 _SHARED_SESSIONS_LOCK = threading.Lock()
+
+
+def _renew_shared_sessions_lock() -> None:
+    # A parent thread may have held the lock at the fork; in the child nobody would release it.
+    global _SHARED_SESSIONS_LOCK
+    _SHARED_SESSIONS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_shared_sessions_lock)
 
 
 def _shared_session(session_kwargs: dict[str, Any]) -> Any:
@@ -73,6 +98,12 @@ def _strategy_option_names() -> frozenset[str]:
     return reader_option_names() - _S3FS_PARAMETERS
 
 
+def _credentials_in(client_kwargs: dict[str, Any]) -> list[Any]:
+    """Credentials passed through ``client_kwargs`` rather than ``key``/``secret``/``token``."""
+    names = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+    return [client_kwargs.get(name) for name in names]
+
+
 class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no type hints
     """An s3fs filesystem whose read-mode files are reader strategies.
 
@@ -89,6 +120,17 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         Bytes per ranged GET when a long range is fetched as concurrent parts.
     max_parts_in_flight:
         How many of those GETs run at once per open file.
+    read_attempts:
+        Tries per HEAD or per part before a read gives up with
+        ``ReadRetriesExhaustedError`` (default 5; 1 means no retries). Each
+        try is exactly one HTTP request: neither s3fs nor botocore retries
+        the readers' requests on top.
+    read_timeout:
+        Seconds a GET may wait for its headers or for the next bytes of its
+        body before the try counts as failed (default 30).
+    retry_backoff:
+        Seconds before the first retry, doubled for each further one (capped
+        at 10 s), with jitter (default 0.2).
 
     ``fs.stats`` tells how many requests this filesystem sent (GET, HEAD,
     other) and how many body bytes it received, for its readers and for
@@ -104,6 +146,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         reader: str | ReaderConstructor | None = None,
         part_size: int = DEFAULT_PART_SIZE,
         max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT,
+        read_attempts: int = DEFAULT_READ_ATTEMPTS,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        retry_backoff: float = DEFAULT_RETRY_BACKOFF,
         **kwargs: Any,
     ) -> None:
         options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
@@ -111,13 +156,42 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         validate_part_settings(part_size, max_parts_in_flight)
         self._part_size = part_size
         self._max_parts_in_flight = max_parts_in_flight
+        self._retry_policy = RetryPolicy(read_attempts, read_timeout, retry_backoff)
         self._counter = TransferCounter()
         super().__init__(*args, **kwargs)
+        protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
         """Accept ``s3://`` and ``s3a://`` paths too, so DCP and pandas paths work unchanged."""
         return super()._strip_protocol(without_scheme(path) if isinstance(path, str) else path)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How reads are retried: ``read_attempts``, ``read_timeout`` and ``retry_backoff``."""
+        return self._retry_policy
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        # fsspec refuses to work in a forked child ("not fork-safe"); a
+        # DataLoader worker forked after the parent read through this
+        # filesystem needs it to work, so start over with a fresh client.
+        if self._pid != os.getpid():
+            self._start_over_after_fork()
+        loop: asyncio.AbstractEventLoop = self._loop
+        return loop
+
+    def _start_over_after_fork(self) -> None:
+        """Drop the parent's event loop, client and connections; the next call sets up this process's own."""
+        self._pid = os.getpid()
+        self._loop = get_loop()
+        self._s3 = None
+        self._s3creator = None
+        self._kwargs_helper = None
+        self._set_session_lock = asyncio.Lock()
+        self._counter.renew_lock_after_fork()
+        if self._session_is_owned:
+            self.session = None
 
     @property
     def reader_constructor(self) -> ReaderConstructor:
@@ -142,10 +216,31 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         # GETs and s3fs's own listing and info calls alike: count it once, and
         # count the bytes of every body read from it.
         self._counter.record_request(method)
-        response = await super()._call_s3(method, *akwarglist, **kwargs)
+        if single_attempt_requested():
+            response = await self._call_s3_once(method, *akwarglist, **kwargs)
+        else:
+            response = await super()._call_s3(method, *akwarglist, **kwargs)
         if method == "get_object" and "Body" in response:
             response["Body"] = CountingBody(response["Body"], self._counter)
         return response
+
+    async def _call_s3_once(self, method: str, *akwarglist: Any, **kwargs: Any) -> Any:
+        """One HTTP request, retried neither by s3fs nor by botocore: the transport retries it itself.
+
+        Otherwise a part could be tried ``read_attempts`` x s3fs's ``retries``
+        x botocore's ``max_attempts`` times, with three back-offs in a row.
+        """
+        await self.set_session()
+        client = await self.get_s3(kwargs.get("Bucket"))
+        forbid_client_retries_of_single_attempts(client)
+        call = getattr(client, method)
+        try:
+            return await call(**self._get_s3_method_kwargs(call, *akwarglist, **kwargs))
+        except Exception as exc:
+            translated = translate_boto_error(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
 
     def _open(
         self,
@@ -162,6 +257,13 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         cache_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
+        if isinstance(mode, str) and sorted(mode) == ["b", "r"]:
+            mode = "rb"  # "br" is the same mode, as Python's open() reads it
+        elif mode not in _WRITE_MODES:
+            raise ValueError(
+                f"cannot open s3://{path} in mode {mode!r}: S3 objects open for reading ('rb', or 'r' for text) "
+                "or for writing a whole new object ('wb', 'ab', 'xb'); they cannot be updated in place ('+')"
+            )
         if mode != "rb":
             return super()._open(
                 path,
@@ -220,7 +322,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             version_id or path_version_id,
             part_size=self._part_size,
             max_parts_in_flight=self._max_parts_in_flight,
-            retries=self.retries,
+            retry_policy=self._retry_policy,
             request_kwargs=kwargs,
         )
         logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))

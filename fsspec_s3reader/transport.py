@@ -2,9 +2,10 @@
 
 Readers see only ``get_object_info()`` and ``get_stream(start, end)``; this
 module turns those into HEAD and ranged GET requests on fsspec's event loop,
-retries a part whose connection dropped, and pins every GET of one open object
-to the ETag seen first. Its ``TransferCounter`` is the one place that counts
-requests and bytes; ``fs.stats`` reads it.
+retries what failed for a transient reason (with the policy of ``retry.py``,
+resuming a broken body after its last byte received), and pins every GET of
+one open object to the ETag seen first. Its ``TransferCounter`` is the one
+place that counts requests and bytes; ``fs.stats`` reads it.
 
 How a range is fetched::
 
@@ -28,16 +29,18 @@ import dataclasses
 import errno
 import logging
 import threading
+import time
 from collections import deque
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import ClientError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+from botocore.exceptions import ClientError
 from fsspec.asyn import sync
 
-from .errors import IncompleteObjectError, ObjectChangedError
+from .errors import IncompleteObjectError, ObjectChangedError, ReadRetriesExhaustedError
 from .protocol import ObjectInfo
+from .retry import BodyEndedEarlyError, RetryPolicy, is_transient, single_attempt
 
 if TYPE_CHECKING:
     from s3fs import S3FileSystem
@@ -49,20 +52,6 @@ DEFAULT_PART_SIZE = 8 * 1024 * 1024
 
 DEFAULT_MAX_PARTS_IN_FLIGHT = 8
 """Concurrent GETs per stream; with the default part size, a 64 MiB memory window."""
-
-_STREAM_ERRORS: tuple[type[BaseException], ...] = (
-    ResponseStreamingError,
-    ReadTimeoutError,
-    IncompleteReadError,
-    asyncio.TimeoutError,
-    ConnectionError,
-)
-try:  # aiohttp is how aiobotocore talks HTTP; its payload errors mean a dropped body
-    from aiohttp import ClientPayloadError
-
-    _STREAM_ERRORS += (ClientPayloadError,)
-except ImportError:  # pragma: no cover - aiobotocore always brings aiohttp today
-    pass
 
 _T = TypeVar("_T")
 
@@ -134,6 +123,10 @@ class TransferCounter:
     def record_delivered(self, count: int) -> None:
         with self._lock:
             self._stats = dataclasses.replace(self._stats, bytes_delivered=self._stats.bytes_delivered + count)
+
+    def renew_lock_after_fork(self) -> None:
+        """In a forked child: a parent thread may have held the lock at the fork, and would never release it here."""
+        self._lock = threading.Lock()
 
     def snapshot(self) -> TransferStats:
         with self._lock:
@@ -215,22 +208,22 @@ class _PartStream(Iterator[bytes]):
         self.close()
 
 
-async def _read_body_chunks(body: Any, length: int) -> list[bytes]:
-    """A response body as the pieces the HTTP client received, not joined into one copy.
+async def _read_body_into(chunks: list[bytes], body: Any, length: int, timeout: float | None) -> None:
+    """Append a response body's ``length`` bytes to ``chunks`` as the pieces the HTTP client received.
 
     ``read(n)`` hands back what the connection has buffered, up to ``n``
     bytes, as the client's own ``bytes`` objects; reading the whole body at
-    once would copy every piece into a new buffer of the part's size.
+    once would copy every piece into a new buffer of the part's size. Each
+    piece lands in ``chunks`` as soon as it arrives, so that when the
+    connection breaks the caller knows exactly where to resume.
     """
-    chunks: list[bytes] = []
     remaining = length
     while remaining > 0:
-        chunk: bytes = await body.read(remaining)
+        chunk: bytes = await asyncio.wait_for(body.read(remaining), timeout)
         if not chunk:
-            break
+            raise BodyEndedEarlyError(f"the response body ended {remaining} bytes short of its {length}")
         chunks.append(chunk)
         remaining -= len(chunk)
-    return chunks
 
 
 def validate_part_settings(part_size: int, max_parts_in_flight: int) -> None:
@@ -285,7 +278,7 @@ class S3ObjectTransport:
         *,
         part_size: int = DEFAULT_PART_SIZE,
         max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT,
-        retries: int = 5,
+        retry_policy: RetryPolicy | None = None,
         request_kwargs: dict[str, Any] | None = None,
     ) -> None:
         validate_part_settings(part_size, max_parts_in_flight)
@@ -295,10 +288,11 @@ class S3ObjectTransport:
         self._version_id = version_id
         self._part_size = part_size
         self._max_parts_in_flight = max_parts_in_flight
-        self._retries = max(1, retries)
+        self._retry_policy = retry_policy or RetryPolicy()
         self._request_kwargs_extra = dict(request_kwargs or {})
         self._info: ObjectInfo | None = None
         self._pinned_etag: str | None = None
+        self._pinned_version: str | None = None
         # Settled once a response told us the ETag (or that there is none);
         # until then a stream keeps one GET in flight so all parts share a pin.
         self._pin_settled = version_id is not None
@@ -372,13 +366,19 @@ class S3ObjectTransport:
                 self._info = ObjectInfo(size=size, etag=response.get("ETag"), version_id=response.get("VersionId"))
             if not self._pin_settled:
                 self._pinned_etag = response.get("ETag")
+                if getattr(self._fs, "version_aware", False):
+                    # The user opted into versions (and the permission to GET
+                    # them): later GETs ask for this very version, so an
+                    # overwrite mid-read does not even interrupt the read.
+                    self._pinned_version = response.get("VersionId")
                 self._pin_settled = True
             self._pin_changed.notify_all()
 
     def _request_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {**self._request_kwargs_extra, "Bucket": self.bucket, "Key": self.key}
-        if self._version_id:
-            kwargs["VersionId"] = self._version_id
+        version_id = self._version_id or self._pinned_version
+        if version_id:
+            kwargs["VersionId"] = version_id
         return kwargs
 
     def _translate(self, exc: Exception, what: str) -> Exception | None:
@@ -406,15 +406,53 @@ class S3ObjectTransport:
         return error
 
     async def _head(self) -> dict[str, Any]:
-        logger.debug("HEAD %s", self.uri)
-        try:
-            response: dict[str, Any] = await self._fs._call_s3("head_object", self._fs.kwargs, **self._request_kwargs())
-        except Exception as exc:
-            translated = self._translate(exc, "HEAD")
-            if translated is None:
-                raise
-            raise translated from exc
-        return response
+        async def head_once(attempt: int) -> dict[str, Any]:
+            began = time.monotonic()
+            with single_attempt():
+                response: dict[str, Any] = await asyncio.wait_for(
+                    self._fs._call_s3("head_object", self._fs.kwargs, **self._request_kwargs()),
+                    self._retry_policy.wait_limit,
+                )
+            logger.debug("HEAD %s in %.0f ms (attempt %d)", self.uri, (time.monotonic() - began) * 1000, attempt)
+            return response
+
+        return await self._with_retries(head_once, lambda: None)
+
+    async def _with_retries(
+        self, attempt_once: Callable[[int], Awaitable[_T]], unread: Callable[[], tuple[int, int] | None]
+    ) -> _T:
+        """``attempt_once(attempt)`` until it succeeds, fails for good, or the policy's attempts are spent.
+
+        ``unread()`` names the bytes still missing after a failure (``None``
+        for a HEAD), for the log and the final error.
+        """
+        policy = self._retry_policy
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                return await attempt_once(attempt)
+            except Exception as exc:
+                span = unread()
+                what = "HEAD" if span is None else f"bytes [{span[0]}, {span[1]})"
+                if not is_transient(exc):
+                    translated = self._translate(exc, what)
+                    if translated is None:
+                        raise
+                    raise translated from exc
+                if attempt == policy.attempts:
+                    raise ReadRetriesExhaustedError.after(self.bucket, self.key, span, attempt, exc) from exc
+                delay = policy.delay(attempt)
+                logger.warning(
+                    "%s %s: attempt %d of %d failed (%s: %s); retrying in %.2fs",
+                    self.uri,
+                    what,
+                    attempt,
+                    policy.attempts,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     def _check_served_range(self, response: dict[str, Any], start: int, end: int, what: str) -> None:
         """Accept a GET's response only if it holds the bytes asked for; learn the object's size from it."""
@@ -436,39 +474,43 @@ class S3ObjectTransport:
             )
 
     async def _get_part(self, start: int, end: int) -> list[bytes]:
-        what = f"bytes [{start}, {end})"
-        for attempt in range(1, self._retries + 1):
-            kwargs = self._request_kwargs()
-            kwargs["Range"] = f"bytes={start}-{end - 1}"
-            if self._pinned_etag:
-                kwargs["IfMatch"] = self._pinned_etag
-            logger.debug("GET %s %s (attempt %d)", self.uri, kwargs["Range"], attempt)
-            try:
-                response = await self._fs._call_s3("get_object", **kwargs)
-            except Exception as exc:
-                translated = self._translate(exc, what)
-                if translated is None:
-                    raise
-                raise translated from exc
-            body = response["Body"]
-            try:
-                self._check_served_range(response, start, end, what)
-                chunks = await _read_body_chunks(body, end - start)
-            except _STREAM_ERRORS as exc:
-                if attempt == self._retries:
-                    raise
-                delay = min(0.1 * 1.7**attempt, 5.0)
-                logger.warning(
-                    "connection dropped reading %s of %s (%s); retrying in %.1fs", what, self.uri, exc, delay
-                )
-                await asyncio.sleep(delay)
-                continue
-            finally:
-                body.close()
-            received = sum(len(chunk) for chunk in chunks)
-            if received != end - start:
-                raise IncompleteObjectError(
-                    errno.EIO, f"{self.uri} returned {received} bytes for {what}; the object is shorter than expected"
-                )
+        """The bytes ``[start, end)`` as received; a retry asks only for the bytes not yet received."""
+        chunks: list[bytes] = []
+
+        def unread() -> tuple[int, int]:
+            return start + sum(len(chunk) for chunk in chunks), end
+
+        async def get_rest(attempt: int) -> list[bytes]:
+            rest = unread()[0]
+            if rest < end:  # a try that failed after its last byte leaves nothing to ask for
+                await self._get_into(chunks, rest, end, attempt)
             return chunks
-        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+        return await self._with_retries(get_rest, unread)
+
+    async def _get_into(self, chunks: list[bytes], start: int, end: int, attempt: int) -> None:
+        """One ranged GET of ``[start, end)``, its body appended to ``chunks`` as it arrives."""
+        what = f"bytes [{start}, {end})"
+        kwargs = self._request_kwargs()
+        kwargs["Range"] = f"bytes={start}-{end - 1}"
+        if self._pinned_etag:
+            kwargs["IfMatch"] = self._pinned_etag
+        timeout = self._retry_policy.wait_limit
+        began = time.monotonic()
+        already = len(chunks)
+        with single_attempt():
+            response = await asyncio.wait_for(self._fs._call_s3("get_object", **kwargs), timeout)
+        body = response["Body"]
+        try:
+            self._check_served_range(response, start, end, what)
+            await _read_body_into(chunks, body, end - start, timeout)
+        finally:
+            body.close()
+            logger.debug(
+                "GET %s %s: %d bytes in %.0f ms (attempt %d)",
+                self.uri,
+                what,
+                sum(len(chunk) for chunk in chunks[already:]),
+                (time.monotonic() - began) * 1000,
+                attempt,
+            )

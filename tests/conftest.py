@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fault_proxy import FaultProxy
 from hypothesis import HealthCheck, settings
 
 from fsspec_s3reader import S3ReaderFileSystem
@@ -50,3 +51,23 @@ def bucket(fs: S3ReaderFileSystem) -> str:
     name = f"test-{uuid.uuid4().hex[:16]}"
     fs.mkdir(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def _fault_proxy_server(s3_server: LocalS3Server) -> Iterator[FaultProxy]:
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def fault_proxy(_fault_proxy_server: FaultProxy) -> Iterator[FaultProxy]:
+    """The fault-injecting proxy in front of the moto server, without rules and with an empty log."""
+    _fault_proxy_server.reset()
+    yield _fault_proxy_server
+    _fault_proxy_server.reset()
+
+
+@pytest.fixture
+def proxied_options(storage_options: dict[str, Any], fault_proxy: FaultProxy) -> dict[str, Any]:
+    """Storage options that reach the moto server through the fault proxy, retrying without delay."""
+    return {**storage_options, "endpoint_url": fault_proxy.endpoint_url, "retry_backoff": 0.001}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import fsspec
 import pytest
@@ -190,3 +191,57 @@ def test_a_reader_opened_on_fsspecs_event_loop_says_so(fs: S3ReaderFileSystem, b
 
     with pytest.raises(RuntimeError, match="inside fsspec's event loop"):
         sync(fs.loop, open_inside_the_loop)
+
+
+@pytest.mark.parametrize("mode", ["r+b", "rb+", "w+b", "ab+", "qb"])
+def test_a_mode_s3_cannot_do_is_a_value_error_naming_the_modes_it_can(
+    fs: S3ReaderFileSystem, bucket: str, mode: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"s3://{bucket}/k in mode '{re.escape(mode)}'.*'rb'.*'wb'"):
+        fs.open(f"{bucket}/k", mode)
+
+
+def test_br_is_rb(fs: S3ReaderFileSystem, bucket: str) -> None:
+    fs.pipe_file(f"{bucket}/k", b"abc")
+    with fs.open(f"{bucket}/k", "br") as reader:
+        assert reader.read() == b"abc"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error", "message"),
+    [
+        ("read_attempts", 0, ValueError, "read_attempts must be at least 1"),
+        ("read_attempts", 2.5, TypeError, "read_attempts must be an int"),
+        ("read_attempts", True, TypeError, "read_attempts must be an int"),
+        ("read_timeout", 0, ValueError, "read_timeout must be a positive number of seconds"),
+        ("read_timeout", "30", TypeError, "read_timeout must be a number of seconds"),
+        ("read_timeout", math.nan, TypeError, "read_timeout must be a number of seconds"),
+        ("retry_backoff", -1, ValueError, "retry_backoff must be a finite number of seconds >= 0"),
+        ("retry_backoff", math.inf, ValueError, "retry_backoff must be a finite number"),
+    ],
+)
+def test_retry_options_are_checked_with_a_message_naming_them(
+    storage_options: dict, option: str, value: object, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        S3ReaderFileSystem(skip_instance_cache=True, **{option: value}, **storage_options)
+
+
+def test_retry_options_are_checked_through_fsspec_open_too(storage_options: dict, bucket: str) -> None:
+    with pytest.raises(ValueError, match="read_attempts must be at least 1"):
+        fsspec.open(f"s3reader://{bucket}/k", "rb", read_attempts=0, skip_instance_cache=True, **storage_options).open()
+
+
+def test_retry_options_reach_the_filesystem(storage_options: dict) -> None:
+    fs = S3ReaderFileSystem(
+        read_attempts=3, read_timeout=2.5, retry_backoff=0, skip_instance_cache=True, **storage_options
+    )
+    assert (fs.retry_policy.attempts, fs.retry_policy.timeout, fs.retry_policy.backoff) == (3, 2.5, 0)
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
+def test_a_storage_reader_takes_atomic_as_a_bool_only() -> None:
+    from fsspec_s3reader import S3StorageReader
+
+    with pytest.raises(TypeError, match="atomic must be True or False, got 'yes'"):
+        S3StorageReader("s3://bucket/ckpt", atomic="yes")  # type: ignore[arg-type]

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ResponseStreamingError
 
-from fsspec_s3reader import IncompleteObjectError, ObjectChangedError, S3ReaderFileSystem, TransferStats
+from fsspec_s3reader import (
+    IncompleteObjectError,
+    ObjectChangedError,
+    ReadRetriesExhaustedError,
+    S3ReaderFileSystem,
+    TransferStats,
+)
 from fsspec_s3reader.transport import DEFAULT_MAX_PARTS_IN_FLIGHT, S3ObjectTransport, split_into_parts
 
 DATA = bytes(range(256)) * 16  # 4 KiB
@@ -117,17 +123,20 @@ def test_a_dropped_connection_is_retried_and_the_read_completes(storage_options:
 
 
 def test_a_connection_that_keeps_dropping_fails_after_the_retries(storage_options: dict, bucket: str) -> None:
-    dropping = _DroppingFileSystem(skip_instance_cache=True, **storage_options)
-    dropping.retries = 2  # s3fs's attempts per request; the transport uses as many per part
+    dropping = _DroppingFileSystem(read_attempts=2, retry_backoff=0, skip_instance_cache=True, **storage_options)
     dropping.pipe_file(f"{bucket}/k", DATA)
     dropping.drops_left = 10
     dropping.reset_stats()
     with (
         dropping.open(f"{bucket}/k", "rb", reader="range_based", buffer_size=0) as reader,
-        pytest.raises(ResponseStreamingError),
+        pytest.raises(
+            ReadRetriesExhaustedError, match=rf"s3://{bucket}/k bytes \[0, 4096\): gave up after 2"
+        ) as caught,
     ):
         reader.read()
-    assert dropping.stats.get_requests == 2  # the retries setting bounds the attempts per part
+    assert (caught.value.bucket, caught.value.key, caught.value.start, caught.value.end) == (bucket, "k", 0, len(DATA))
+    assert isinstance(caught.value.__cause__, ResponseStreamingError)
+    assert dropping.stats.get_requests == 2  # read_attempts bounds the requests per part
 
 
 def test_stats_subtract_and_reset(fs: S3ReaderFileSystem, bucket: str) -> None:
