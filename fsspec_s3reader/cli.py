@@ -210,7 +210,23 @@ def _placeholder_target(metadata: Metadata, keys: Sequence[str]) -> dict[str, An
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    checkpoint = parse_checkpoint_uri(args.checkpoint)
+    options: dict[str, Any] = {} if args.endpoint is None else {"endpoint_url": args.endpoint}
+    sys.stdout.write(describe_load_plan(args.checkpoint, args.keys, args.max_gap_size, **options))
+    return 0
+
+
+def describe_load_plan(
+    checkpoint: str,
+    keys: Sequence[str] | None = None,
+    max_gap_size: float = DEFAULT_MAX_GAP_SIZE,
+    **storage_options: Any,
+) -> str:
+    """What ``plan`` prints: per data file, the ranges a load of ``keys`` needs and the groups it would fetch.
+
+    ``keys`` are ``fnmatch`` globs over the checkpoint's dotted keys
+    (``"model.*"``); ``None`` means every key. Reads ``.metadata`` only.
+    """
+    checkpoint = parse_checkpoint_uri(checkpoint)
     try:
         from torch.distributed.checkpoint.default_planner import create_default_local_load_plan
 
@@ -220,26 +236,25 @@ def run_plan(args: argparse.Namespace) -> int:
         raise CommandFailed(
             "plan needs PyTorch: pip install torch (the CPU wheel will do), then pip install 'fsspec_s3reader[dcp]'"
         ) from exc
-    options: dict[str, Any] = {} if args.endpoint is None else {"endpoint_url": args.endpoint}
     # The storage reader a load would use: it reads .metadata, sorts the plan
     # and records the ranges exactly as in dcp.load, and its constructor builds
     # the readers whose range groups are printed, so plan cannot drift from a load.
-    storage = S3StorageReader(checkpoint, DCPOptimizedConstructor(args.max_gap_size), **options)
+    storage = S3StorageReader(checkpoint, DCPOptimizedConstructor(max_gap_size), **storage_options)
     metadata = storage.read_metadata()
     storage.set_up_storage_reader(metadata, is_coordinator=True)
-    patterns = args.keys or ["*"]
-    keys = [fqn for fqn in metadata.state_dict_metadata if any(fnmatch.fnmatchcase(fqn, p) for p in patterns)]
-    if not keys:
+    patterns = list(keys or ["*"])
+    matched = [fqn for fqn in metadata.state_dict_metadata if any(fnmatch.fnmatchcase(fqn, p) for p in patterns)]
+    if not matched:
         sample = ", ".join(sorted(metadata.state_dict_metadata)[:5])
         raise UsageError(
             f"no key of {checkpoint} matches {' or '.join(repr(p) for p in patterns)}; "
             f"keys look like: {sample} (patterns are globs over the dotted keys, e.g. 'model.*')"
         )
-    plan = storage.prepare_local_plan(create_default_local_load_plan(_placeholder_target(metadata, keys), metadata))
+    target = _placeholder_target(metadata, matched)
+    plan = storage.prepare_local_plan(create_default_local_load_plan(target, metadata))
     constructor = storage.reader_constructor
     assert isinstance(constructor, DCPOptimizedConstructor)
-    sys.stdout.write(_format_plan(checkpoint, metadata, plan.items, constructor, patterns, args.max_gap_size))
-    return 0
+    return _format_plan(checkpoint, metadata, plan.items, constructor, patterns, max_gap_size)
 
 
 def _format_plan(
