@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Document the package this checkout holds, whatever else is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import fsspec_s3reader
 
 project = "fsspec_s3reader"
