@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 
 PROG = "python -m fsspec_s3reader"
 
+DESCRIPTION = """Read S3 objects and plan DCP checkpoint loads.
+
+Results go to stdout; an error is one line on stderr. Exit status: 0 done,
+1 S3 refused or has no such thing, 2 the command line is wrong. Credentials
+come from the usual AWS variables or profile (or FSSPEC_S3READER_KEY and
+FSSPEC_S3READER_SECRET); --endpoint URL (or FSSPEC_S3READER_ENDPOINT_URL)
+picks an S3-compatible endpoint."""
+
 CAT_BLOCK = 64 * MIB
 """How much ``cat`` reads at a time: long enough to be fetched as concurrent parts, short enough to bound memory."""
 
@@ -336,7 +344,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
