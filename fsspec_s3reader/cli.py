@@ -233,6 +233,9 @@ def describe_load_plan(
 
     ``keys`` are ``fnmatch`` globs over the checkpoint's dotted keys
     (``"model.*"``); ``None`` means every key. Reads ``.metadata`` only.
+    Raises :class:`UsageError` for a location that is not an S3 prefix or
+    patterns that match no key, and ``FileNotFoundError`` when no checkpoint
+    is stored there.
     """
     checkpoint = parse_checkpoint_uri(checkpoint)
     try:

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 import torch
 import torch.distributed as dist
@@ -26,7 +26,7 @@ Progress = bool | Literal["always"]
 
 def validate_progress(progress: Any) -> Progress:
     if progress is True or progress is False or progress == "always":
-        return progress  # type: ignore[no-any-return]
+        return cast(Progress, progress)
     raise ValueError(f"progress must be True, False or 'always', got {progress!r}")
 
 

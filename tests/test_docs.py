@@ -1,7 +1,9 @@
-"""Every Python example in docs/ runs against an embedded S3 server, so the documentation cannot drift from the code.
+"""Every example in docs/ runs against an embedded S3 server, so the documentation cannot drift from the code.
 
-The examples of one page run in order in one namespace, as a reader would run
-them in one session. Before the guides run, the setup block of
+Examples are the ``python`` blocks, and the ``bash`` blocks that run the
+command line (each line ``python -m fsspec_s3reader ...``, run in-process,
+exit status 0 required). The examples of one page run in order in one
+namespace, as a reader would run them in one session. Before the guides run, the setup block of
 ``docs/guides/local-setup.md`` starts the server and creates the objects they
 read, exactly as that page tells a reader to. A block preceded by
 ``<!-- docs-test: skip (why) -->`` is not run; the reason is required and such
@@ -13,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import shlex
 import sys
 import types
 from collections.abc import Iterator
@@ -24,14 +27,17 @@ import fsspec
 import pytest
 
 from fsspec_s3reader import constructor
+from fsspec_s3reader.cli import main
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SETUP_PAGE = DOCS / "guides" / "local-setup.md"
-MAX_SKIPPED = 2
+MAX_SKIPPED = 3
 
 _BLOCK = re.compile(
-    r"(?:<!-- docs-test: (?P<kind>[\w-]+)(?P<reason>[^>]*?)-->\n)?^```python\n(?P<code>.*?)^```$", re.S | re.M
+    r"(?:<!-- docs-test: (?P<kind>[\w-]+)(?P<reason>[^>]*?)-->\n)?^```(?P<language>python|bash)\n(?P<code>.*?)^```$",
+    re.S | re.M,
 )
+CLI = "python -m fsspec_s3reader "
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
 
@@ -40,11 +46,17 @@ pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled:Us
 class Example:
     page: Path
     line: int
+    language: str
     code: str
     kind: str | None
     reason: str
 
     def run(self, namespace: dict[str, Any]) -> None:
+        if self.language == "bash":
+            for number, command in enumerate(self.code.splitlines(), start=self.line):
+                argv = shlex.split(command.removeprefix(CLI))
+                assert main(argv) == 0, f"{self.page.name}:{number}: {command}"
+            return
         # Padding with blank lines makes a traceback name the line in the Markdown file.
         source = "\n" * (self.line - 1) + self.code
         exec(compile(source, str(self.page), "exec"), namespace)
@@ -54,13 +66,23 @@ def examples(page: Path) -> list[Example]:
     text = page.read_text()
     found = []
     for match in _BLOCK.finditer(text):
+        if match["language"] == "bash" and CLI not in match["code"]:
+            continue  # installing, starting servers: set-up for the reader, not an example of ours
         code_line = text.count("\n", 0, match.start("code")) + 1
-        found.append(Example(page, code_line, match["code"], match["kind"], (match["reason"] or "").strip(" ()")))
+        reason = (match["reason"] or "").strip(" ()")
+        found.append(Example(page, code_line, match["language"], match["code"], match["kind"], reason))
     return found
 
 
 def pages_with_examples() -> list[Path]:
     return sorted(p for p in DOCS.rglob("*.md") if p != SETUP_PAGE and "_build" not in p.parts and examples(p))
+
+
+def test_command_line_examples_are_plain_commands_of_ours() -> None:
+    for example in (e for page in DOCS.rglob("*.md") for e in examples(page)):
+        if example.language == "bash" and example.kind != "skip":
+            for line in example.code.splitlines():
+                assert line.startswith(CLI) and not set("|>&;$`") & set(line), f"{example.page.name}: {line}"
 
 
 def test_skipped_examples_are_rare_and_say_why() -> None:
