@@ -194,12 +194,15 @@ def run_stat(args: argparse.Namespace) -> int:
 # -- plan ------------------------------------------------------------------------------
 
 
+_PLAN_READS_NOTHING = "plan builds readers only to ask how they would group their ranges; nothing is read"
+
+
 def _never_called_info() -> ObjectInfo:
-    raise AssertionError("plan builds readers only to ask how they would group their ranges; nothing is read")
+    raise AssertionError(_PLAN_READS_NOTHING)
 
 
 def _never_called_stream(start: int, end: int) -> Iterator[Chunk]:
-    raise AssertionError("plan builds readers only to ask how they would group their ranges; nothing is read")
+    raise AssertionError(_PLAN_READS_NOTHING)
 
 
 def _placeholder_target(metadata: Metadata, keys: Sequence[str]) -> dict[str, Any]:

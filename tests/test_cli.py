@@ -153,6 +153,18 @@ def test_stat_json_is_one_object(obj: str, endpoint: list[str], capsysbinary: py
     assert set(fields) == {"uri", "size", "etag", "version_id", "last_modified"}
 
 
+def test_stat_shows_the_current_version_in_a_versioned_bucket(
+    fs: S3ReaderFileSystem, bucket: str, endpoint: list[str], capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    fs.make_bucket_versioned(bucket)
+    fs.pipe_file(f"{bucket}/v", b"first")
+    fs.pipe_file(f"{bucket}/v", b"second")
+    latest = S3ReaderFileSystem(skip_instance_cache=True, version_aware=True, **fs.storage_options).info(f"{bucket}/v")
+    status, out, _ = run(["stat", "--json", f"s3://{bucket}/v", *endpoint], capsysbinary)
+    assert status == 0
+    assert json.loads(out)["version_id"] == latest["VersionId"] is not None
+
+
 def test_stat_of_a_missing_bucket_fails_with_one_line(
     endpoint: list[str], capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
