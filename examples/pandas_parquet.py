@@ -36,8 +36,8 @@ def run(storage_options: dict[str, Any], bucket: str) -> bool:
     url = f"s3reader://{bucket}/examples/table-{uuid.uuid4().hex[:8]}.parquet"
 
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({f"c{i}": rng.random(100_000) for i in range(16)})
-    frame.to_parquet(url, row_group_size=25_000, storage_options=storage_options)
+    frame = pd.DataFrame({f"c{i}": rng.random(50_000) for i in range(16)})
+    frame.to_parquet(url, row_group_size=12_500, storage_options=storage_options)
     print(f"wrote {format_bytes(fs.size(url))} to {url}")
 
     correct = True
