@@ -31,7 +31,7 @@ from fsspec_s3reader.cli import main
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SETUP_PAGE = DOCS / "guides" / "local-setup.md"
-MAX_SKIPPED = 3
+MAX_SKIPPED = 2
 
 _BLOCK = re.compile(
     r"(?:<!-- docs-test: (?P<kind>[\w-]+)(?P<reason>[^>]*?)-->\n)?^```(?P<language>python|bash)\n(?P<code>.*?)^```$",
