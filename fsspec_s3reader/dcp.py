@@ -24,6 +24,7 @@ from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
 from torch.futures import Future
 
 from .constructor import DCPOptimizedConstructor, ReaderConstructor
+from .load_report import ForwardingPlanner, LoadReport, Progress, validate_progress
 from .uris import is_s3_uri, object_uri, without_scheme
 
 logger = logging.getLogger(__name__)
@@ -106,11 +107,17 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             (default 2), each in a thread of its own; every file adds up to
             ``part_size * max_parts_in_flight`` bytes in flight (64 MiB by
             default). 1 reads them one after another.
+        progress: draw a progress bar of the bytes loaded (on stderr, rank 0
+            only, needs tqdm). ``True`` draws it only when stdout and stderr
+            are terminals, so logs and pipes stay clean; ``"always"`` draws
+            it wherever stderr goes. Off by default.
         storage_options: s3fs options (``endpoint_url``, ``key``, ``secret``,
             ``client_kwargs``, ...) and filesystem options (``part_size``,
             ``read_attempts``, ``read_timeout``, ``retry_backoff``, ...).
 
     Raises ``FileNotFoundError`` at once when no checkpoint is at ``path``.
+    Each load logs one line at INFO on this module's logger: files, GET
+    requests, bytes fetched against bytes the plan needs, and seconds.
     """
 
     def __init__(
@@ -120,6 +127,7 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         *,
         atomic: bool = True,
         files_in_flight: int = DEFAULT_FILES_IN_FLIGHT,
+        progress: Progress = False,
         **storage_options: Any,
     ) -> None:
         checkpoint = _checkpoint_uri(path)
@@ -132,6 +140,7 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             )
         self._atomic = atomic
         self._files_in_flight = files_in_flight
+        self._progress = validate_progress(progress)
         # A filesystem of our own (not fsspec's shared instance), so this load's
         # constructor and its ranges are seen by no other load.
         super().__init__(_filesystem_url(checkpoint), reader=reader, skip_instance_cache=True, **storage_options)
@@ -169,12 +178,14 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         # planner); inject again so the reader sees exactly what torch reads.
         plan = self._in_storage_order(plan)
         self._inject_ranges(plan)
-        if not self._atomic:
-            self._read_files(plan, planner)
-        else:
-            staged = _StagedLoad(planner)
-            self._read_files(plan, staged)
-            staged.commit()
+        with LoadReport(self.path, plan, self.storage_data, self.filesystem, self._progress) as report:
+            if not self._atomic:
+                self._read_files(plan, report.watch(planner))
+            else:
+                staged = _StagedLoad(planner)
+                self._read_files(plan, report.watch(staged))
+                staged.commit()
+        logger.info("%s", report.summary())
         done: Future[None] = Future()
         done.set_result(None)
         return done
@@ -271,35 +282,19 @@ class _CapturedCopy(torch.Tensor):
         return super().__torch_function__(func, types, args, kwargs or {})  # type: ignore[no-untyped-call]
 
 
-class _StagedLoad(LoadPlanner):
+class _StagedLoad(ForwardingPlanner):
     """A planner proxy that receives torch's reads into staging and applies them only on ``commit``.
 
     torch's ``read_data`` copies each tensor into ``resolve_tensor``'s target
     as soon as it is read. Handing it stand-ins instead means an error halfway
     (an object overwritten mid-load, a dropped endpoint) leaves the real state
     dict untouched; the loaded tensors are kept as torch made them and copied
-    into the state dict once, at commit.
+    into the state dict once, at commit. Planning is the real planner's.
     """
 
     def __init__(self, planner: LoadPlanner) -> None:
-        self._planner = planner
+        super().__init__(planner)
         self._staged: list[tuple[ReadItem, _CapturedCopy | bytes]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._planner, name)
-
-    # Planning is the real planner's; only the reads are intercepted.
-    def set_up_planner(self, state_dict: Any, metadata: Metadata | None = None, is_coordinator: bool = False) -> None:
-        self._planner.set_up_planner(state_dict, metadata, is_coordinator)
-
-    def create_local_plan(self) -> LoadPlan:
-        return self._planner.create_local_plan()
-
-    def create_global_plan(self, global_plan: list[LoadPlan]) -> list[LoadPlan]:
-        return self._planner.create_global_plan(global_plan)
-
-    def finish_plan(self, central_plan: LoadPlan) -> LoadPlan:
-        return self._planner.finish_plan(central_plan)
 
     def resolve_tensor(self, read_item: ReadItem) -> torch.Tensor:
         return _CapturedCopy(self._planner.resolve_tensor(read_item))

@@ -6,7 +6,6 @@ given, so it needs no account and no network.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 from .constructor import S3ReaderConstructor
 from .filesystem import S3ReaderFileSystem
-from .local_server import LocalS3Server
+from .local_server import s3_storage_options
 
 MIB = 1024 * 1024
 
@@ -152,14 +151,9 @@ def _format(rows: list[DemoRow]) -> str:
 
 def run_demo(endpoint_url: str | None = None, bucket: str = "fsspec-s3reader-demo", object_mib: int = 32) -> bool:
     """Run every workload, print the table, and return whether every result was correct."""
-    with contextlib.ExitStack() as stack:
-        if endpoint_url is None:
-            server = stack.enter_context(LocalS3Server())
-            storage_options: dict[str, Any] = server.storage_options
-            print(f"embedded S3 server (moto) at {server.endpoint_url}")
-        else:
-            storage_options = {"endpoint_url": endpoint_url}
-            print(f"S3 endpoint {endpoint_url}")
+    with s3_storage_options(endpoint_url) as storage_options:
+        where = "embedded S3 server (moto) at" if endpoint_url is None else "S3 endpoint"
+        print(f"{where} {storage_options['endpoint_url']}")
         fs = S3ReaderFileSystem(skip_instance_cache=True, **storage_options)
         if not fs.exists(bucket):
             fs.mkdir(bucket)

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -130,3 +132,18 @@ class LocalS3Server:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def s3_storage_options(endpoint_url: str | None = None) -> Iterator[dict[str, Any]]:
+    """Storage options for ``endpoint_url``, or for an embedded server that runs until the block ends.
+
+    What the demo and the examples do with their ``--endpoint``: a real
+    endpoint takes its credentials from the usual AWS variables or profile;
+    without one, nothing outside this machine is needed.
+    """
+    if endpoint_url is not None:
+        yield {"endpoint_url": endpoint_url}
+        return
+    with LocalS3Server() as server:
+        yield server.storage_options

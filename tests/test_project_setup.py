@@ -1,4 +1,4 @@
-"""The set-up the README promises is the set-up CI runs."""
+"""The set-up the README promises is the set-up CI runs, and the README points at pages that exist."""
 
 from __future__ import annotations
 
@@ -29,3 +29,17 @@ def test_both_readme_commands_install_the_cpu_torch_wheel_first() -> None:
 
 def test_the_package_is_typed() -> None:
     assert (Path(fsspec_s3reader.__file__).parent / "py.typed").exists()
+
+
+def test_ci_builds_the_documentation_with_warnings_as_errors() -> None:
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert any(line.startswith("sphinx-build -W ") and " docs " in line for line in ci_lines)
+    test_command = next(c for c in _readme_commands() if "pytest" in c)
+    assert re.search(r'\.\[[^]]*\bdocs\b[^]]*\]"', test_command), "CI builds the docs: the test command installs them"
+
+
+def test_every_relative_link_in_the_readme_names_a_file() -> None:
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
+    assert links
+    for link in links:
+        assert (ROOT / link).exists(), link
