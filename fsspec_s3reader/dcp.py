@@ -106,7 +106,8 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         files_in_flight: how many of the checkpoint's files are read at once
             (default 2), each in a thread of its own; every file adds up to
             ``part_size * max_parts_in_flight`` bytes in flight (64 MiB by
-            default). 1 reads them one after another.
+            default), plus the ``prefetch_bytes`` of the ``dcp_optimized``
+            strategy (32 MiB by default). 1 reads them one after another.
         progress: draw a progress bar of the bytes loaded (on stderr, rank 0
             only, needs tqdm). ``True`` draws it only when stdout and stderr
             are terminals, so logs and pipes stay clean; ``"always"`` draws

@@ -14,13 +14,13 @@ ranges and serves them from as few ranged GETs as the gaps allow::
     leftover                                   ^ the rest of chunk 1 carries over to item c
 
 Only one item is buffered at a time: its segments are dropped when the next
-item starts, so memory stays at one item plus the transport's window of
-parts in flight. When a group's stream opens, the streams of the groups
-after it start too, as many as fit in ``prefetch_bytes`` (and always the
-next one once the current group's last item is in memory), so small groups
-of a partial load travel side by side while torch deserializes. Reads
-within the current item may go anywhere (``torch.load`` seeks around inside
-an item); across items they go forward.
+item starts, so memory stays at one item plus the parts in flight of the
+current stream and of the streams started ahead. When a group's stream
+opens, the streams of the groups after it start too, as many as fit in
+``prefetch_bytes`` (and always the next one once the current group's last
+item is in memory), so small groups of a partial load travel side by side
+while torch deserializes. Reads within the current item may go anywhere
+(``torch.load`` seeks around inside an item); across items they go forward.
 
 Anything else - a read before the current item, in a gap, past the last item,
 or an item asked for twice out of order - is not an error: it is served with
