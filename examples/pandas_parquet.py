@@ -23,6 +23,7 @@ from fsspec_s3reader.local_server import s3_storage_options
 from fsspec_s3reader.units import format_bytes
 
 CHOICES: dict[str, dict[str, Any]] = {
+    "adaptive (the default)": {},
     "sequential": {"reader": "sequential"},
     "range_based (8 MiB buffer)": {"reader": "range_based"},
     "range_based, buffer_size=64 KiB": {"reader": "range_based", "buffer_size": 64 * 1024},

@@ -403,7 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         type=parse_size,
         default=DEFAULT_MAX_GAP_SIZE,
-        help="dcp_optimized's max_gap_size: bytes, 64KiB, 32MiB, or inf (default 32MiB)",
+        help=(
+            "dcp_optimized's max_gap_size: bytes, 64KiB, 32MiB, or inf "
+            f"(default {DEFAULT_MAX_GAP_SIZE}: what a request costs in bytes on S3)"
+        ),
     )
     return parser
 

@@ -89,7 +89,8 @@ class AdaptiveConstructor:
     name: ClassVar[str] = AdaptiveS3Reader.strategy
 
     def __post_init__(self) -> None:
-        validate_adaptive_options(self.buffer_size, self.first_readahead, self.max_readahead)
+        buffer_size = validate_adaptive_options(self.buffer_size, self.first_readahead, self.max_readahead)
+        object.__setattr__(self, "buffer_size", buffer_size)  # None becomes this strategy's default
 
     def _options(self) -> dict[str, int]:
         return {
@@ -262,11 +263,13 @@ class S3ReaderConstructor:
 
     @staticmethod
     def adaptive(
-        buffer_size: int = DEFAULT_RANDOM_BUFFER_SIZE,
+        buffer_size: int | None = None,
         first_readahead: int = DEFAULT_FIRST_READAHEAD,
         max_readahead: int = DEFAULT_MAX_READAHEAD,
     ) -> ReaderConstructor:
-        return AdaptiveConstructor(buffer_size, first_readahead, max_readahead)
+        return AdaptiveConstructor(
+            DEFAULT_RANDOM_BUFFER_SIZE if buffer_size is None else buffer_size, first_readahead, max_readahead
+        )
 
     @staticmethod
     def default() -> ReaderConstructor:

@@ -108,6 +108,9 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             ``part_size * max_parts_in_flight`` bytes in flight (64 MiB by
             default), plus the ``prefetch_bytes`` of the ``dcp_optimized``
             strategy (32 MiB by default). 1 reads them one after another.
+            torch then calls the planner from several threads at once; with
+            ``atomic=False`` and a planner of your own that is not
+            thread-safe, pass 1.
         progress: draw a progress bar of the bytes loaded (on stderr, rank 0
             only, needs tqdm). ``True`` draws it only when stdout and stderr
             are terminals, so logs and pipes stay clean; ``"always"`` draws

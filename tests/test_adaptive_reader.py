@@ -132,3 +132,7 @@ def test_adaptive_is_the_filesystem_default(fs: S3ReaderFileSystem, bucket: str,
     with default_fs.open(f"{bucket}/d", "rb") as reader:
         assert isinstance(reader, AdaptiveS3Reader)
         assert reader.read() == DATA
+
+
+def test_buffer_size_none_means_the_adaptive_default_not_range_baseds() -> None:
+    assert S3ReaderConstructor.adaptive(buffer_size=None).buffer_size == 64 * 1024

@@ -34,6 +34,6 @@ def test_the_dcp_example_plans_then_loads_only_the_model_bytes() -> None:
 def test_the_pandas_example_reads_two_columns_correctly_with_every_strategy() -> None:
     done = run_example("pandas_parquet.py")
     rows = [line for line in done.stdout.splitlines() if "fetched" in line]
-    assert len(rows) == 3
+    assert len(rows) == 4
     assert all(row.endswith("correct") for row in rows)
     assert "Traceback" not in done.stderr

@@ -40,14 +40,18 @@ DEFAULT_MAX_READAHEAD = 32 * 1024 * 1024
 """The most one stream asks for; each stream doubles the last until it gets here."""
 
 
-def validate_adaptive_options(buffer_size: int, first_readahead: int, max_readahead: int) -> None:
-    """Refuse sizes the adaptive reader cannot work with, naming the option."""
-    validate_buffer_size(buffer_size)
+def validate_adaptive_options(buffer_size: int | None, first_readahead: int, max_readahead: int) -> int:
+    """Refuse sizes the adaptive reader cannot work with, naming the option; return the buffer size to use.
+
+    ``buffer_size=None`` means this strategy's default (64 KiB), not ``range_based``'s.
+    """
+    buffer_size = validate_buffer_size(DEFAULT_RANDOM_BUFFER_SIZE if buffer_size is None else buffer_size)
     for name, value in (("first_readahead", first_readahead), ("max_readahead", max_readahead)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int number of bytes, got {value!r}")
         if value <= 0:
             raise ValueError(f"{name} must be a positive number of bytes, got {value}")
+    return buffer_size
 
 
 class AdaptiveS3Reader(S3Reader):
@@ -62,15 +66,16 @@ class AdaptiveS3Reader(S3Reader):
         get_object_info: GetObjectInfo,
         get_stream: GetStream,
         *,
-        buffer_size: int = DEFAULT_RANDOM_BUFFER_SIZE,
+        buffer_size: int | None = DEFAULT_RANDOM_BUFFER_SIZE,
         first_readahead: int = DEFAULT_FIRST_READAHEAD,
         max_readahead: int = DEFAULT_MAX_READAHEAD,
     ) -> None:
         super().__init__(bucket, key)
         self._size = get_object_info().size
         self._get_stream = get_stream
-        validate_adaptive_options(buffer_size, first_readahead, max_readahead)
-        self._random = RangeFetcher(get_stream, self._size, buffer_size)
+        self._random = RangeFetcher(
+            get_stream, self._size, validate_adaptive_options(buffer_size, first_readahead, max_readahead)
+        )
         self._next_readahead = first_readahead
         self._max_readahead = max(max_readahead, first_readahead)
         self._sequential = True
