@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ PACKAGES = (
     "pyarrow",
     "numpy",
     "moto",
+    "s3torchconnector",
+    "boto3",
 )
 
 
@@ -49,6 +52,13 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _node_version() -> str:
+    try:
+        return subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "not installed"
+
+
 def load_average() -> list[float] | None:
     try:
         return [round(value, 2) for value in os.getloadavg()]
@@ -63,5 +73,6 @@ def describe_machine() -> dict[str, Any]:
         "memory_gib": round(_memory_gib() or 0, 1),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "node": _node_version(),
         "packages": {package: _version(package) for package in PACKAGES},
     }
