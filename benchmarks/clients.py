@@ -20,6 +20,10 @@ from fsspec_s3reader import S3ReaderFileSystem
 from .config import Endpoint
 from .counting import RequestCounter, counted_session
 
+UPLOAD_OPTIONS: dict[str, Any] = {"config_kwargs": {"request_checksum_calculation": "when_required"}}
+"""For storing the data (s3fs and our DCP writer): no aws-chunked checksum trailers, which s3rver 3.7.1 would
+store as object bytes."""
+
 CEILING_CONNECTIONS = 8
 """Parallel connections of the boto3 ceiling: what a hand-written loader would use."""
 
@@ -63,7 +67,7 @@ def s3tc_client(endpoint: Endpoint) -> Any:
 
 
 def boto3_client(endpoint: Endpoint) -> Any:
-    import boto3
+    import boto3  # type: ignore[import-untyped]
     from botocore.config import Config
 
     return boto3.session.Session().client(

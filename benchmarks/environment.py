@@ -59,6 +59,21 @@ def _node_version() -> str:
         return "not installed"
 
 
+def _commit() -> str:
+    """The commit of the checkout the measured ``fsspec_s3reader`` was imported from, ``+changes`` if it differs."""
+    import fsspec_s3reader
+
+    root = Path(fsspec_s3reader.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root, check=False).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" +changes" if dirty else "")
+
+
 def load_average() -> list[float] | None:
     try:
         return [round(value, 2) for value in os.getloadavg()]
@@ -74,5 +89,6 @@ def describe_machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "node": _node_version(),
+        "commit": _commit(),
         "packages": {package: _version(package) for package in PACKAGES},
     }

@@ -20,7 +20,7 @@ def write_plot(results: list[WorkloadRuns], path: Path) -> None:
     panels = [(result, endpoint) for result in results for endpoint in result.timing_endpoints]
     heights = [0.9 + 0.28 * len(result.contenders) for result, _ in panels]
     figure, axes = plt.subplots(
-        len(panels), 1, figsize=(9, sum(heights)), gridspec_kw={"height_ratios": heights}, squeeze=False
+        len(panels), 1, figsize=(10, sum(heights)), gridspec_kw={"height_ratios": heights}, squeeze=False
     )
     for axis, (result, endpoint) in zip(axes[:, 0], panels, strict=True):
         timed = [s for s in summarize_workload(result) if endpoint in s.timings]
@@ -37,5 +37,5 @@ def write_plot(results: list[WorkloadRuns], path: Path) -> None:
     figure.legend(handles=legend, loc="upper right", fontsize=8)
     figure.tight_layout(rect=(0, 0, 0.92, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(figure)

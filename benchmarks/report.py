@@ -380,8 +380,8 @@ def _method_lines(info: RunInfo) -> list[str]:
         else "All contenders run in the driver's process (`--in-process`; peak RSS is not reported)"
     )
     return [
-        f"- {isolation}: on each timing endpoint warmed up with {_runs(info.warmup)} not measured, then measured for "
-        f"{_runs(info.repeats)}, the contenders of a workload taking turns run by run in a rotating order. "
+        f"- {isolation}: warmed up with {_runs(info.warmup)} not measured, then measured for {_runs(info.repeats)} on "
+        "each timing endpoint, the contenders of a workload taking turns run by run in a rotating order. "
         "*s (median)* is the median of the timed call (opening the file or building the storage reader included, "
         "checking the result not). *vs fastest peer*: over the fastest contender that is not ours and not the "
         "ceiling (below 1.00x we are faster). *vs ceiling*: over boto3 fetching exactly the needed ranges on 8 "
@@ -405,7 +405,8 @@ def _setup_section(info: RunInfo) -> str:
         "",
         f"- Machine: {cores} CPU cores ({machine['cpu']}), {machine['memory_gib']} GiB memory, "
         f"{machine['platform']}, Python {machine['python']}, Node.js {machine.get('node', 'unknown')}.",
-        f"- Versions: {_versions(machine)}.",
+        f"- Code measured: `fsspec_s3reader` at commit {machine.get('commit', 'unknown')}. "
+        f"Versions: {_versions(machine)}.",
         f"- Load average (1, 5, 15 min) at start {info.load_before}, at end {info.load_after}. Client and servers "
         f"together account for up to about 2; more means something else competed for the {cores} cores, and the "
         "seconds are noisier for it.",
@@ -417,7 +418,9 @@ def _setup_section(info: RunInfo) -> str:
 
 
 def _glance_section(results: list[WorkloadRuns]) -> str:
-    wins, losses, ties = [], [], []
+    wins: list[str] = []
+    losses: list[str] = []
+    ties: list[str] = []
     for result in results:
         for verdict in verdicts(summarize_workload(result), result.timing_endpoints):
             line = (

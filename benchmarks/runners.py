@@ -11,6 +11,7 @@ from typing import IO, Any, Protocol
 
 from .config import Context
 from .measure import RunResult
+from .servers import die_with_parent
 from .worker import ContenderTrials
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +70,8 @@ class WorkerProcessRunner:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            # A worker must not outlive a driver that was killed (it would hold its memory for nothing).
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         self._send(ctx.to_json())
 

@@ -23,16 +23,14 @@ from torch.distributed.checkpoint.state_dict_saver import save
 
 from fsspec_s3reader import S3ReaderConstructor, S3StorageReader, S3StorageWriter, TransferStats
 
-from ..clients import RangeFetcher, s3tc_client, storage_options_with_counter
+from ..clients import UPLOAD_OPTIONS, RangeFetcher, s3tc_client, storage_options_with_counter
 from ..config import Context, Endpoint, Sizes
 from ..counting import RequestCounter
-from ..trial import Contender, Kind, Trial, Workload, WrongDataError, sum_stats
+from ..trial import Build, Contender, Kind, Trial, Workload, WrongDataError, sum_stats
 
 CheckpointBuild = Callable[[Context, Endpoint, bool], Trial]
 """A contender's build for both loads; ``_contenders`` fixes the last argument, ``model_only``."""
 
-UPLOAD_OPTIONS = {"config_kwargs": {"request_checksum_calculation": "when_required"}}
-"""No aws-chunked checksum trailers on upload: s3rver would store their framing as object bytes."""
 
 NOT_LOADED = "<not loaded>"
 """Stands in a target for every non-tensor value, so a load that skips one is caught."""
@@ -133,7 +131,7 @@ class CheckpointLoadTrial(Trial):
         super().__init__(counter)
         self._make_reader = make_reader
         self._expected = _part_to_load(state_dict(ctx), model_only)
-        self._target: dict[str, Any] = zeroed_like(self._expected)
+        self._target: dict[str, Any] = {}
         self._filesystems: list[Any] = []
 
     def before_run(self) -> None:
@@ -150,6 +148,8 @@ class CheckpointLoadTrial(Trial):
 
     def verify(self, result: dict[str, Any]) -> None:
         assert_identical(result, self._expected)
+        # A worker keeps a trial per endpoint: only a run in progress may hold a loaded copy.
+        self._target = {}
 
     def own_stats(self) -> TransferStats | None:
         if not self._filesystems:
@@ -269,10 +269,14 @@ def _contenders(model_only: bool) -> tuple[Contender, ...]:
         ("dcp_optimized-nonatomic", "ours", "`S3StorageReader(atomic=False)`", _our_reader(atomic=False)),
         ("ceiling", "ceiling", "boto3: exact item ranges, 8 threads, `torch.load` each", _ceiling),
     ]
-    return tuple(
-        Contender(key, kind, label, functools.partial(make, model_only=model_only))
-        for key, kind, label, make in choices
-    )
+    return tuple(Contender(key, kind, label, _for_load(make, model_only)) for key, kind, label, make in choices)
+
+
+def _for_load(make: CheckpointBuild, model_only: bool) -> Build:
+    def build(ctx: Context, endpoint: Endpoint) -> Trial:
+        return make(ctx, endpoint, model_only)
+
+    return build
 
 
 _NOTES_COMMON = (
