@@ -60,7 +60,7 @@ def _node_version() -> str:
 
 
 def _commit() -> str:
-    """The commit of the checkout the measured ``fsspec_s3reader`` was imported from, ``+changes`` if it differs."""
+    """The commit of the checkout the measured ``fsspec_s3reader`` came from, ``+changes`` if the package differs."""
     import fsspec_s3reader
 
     root = Path(fsspec_s3reader.__file__).resolve().parent.parent
@@ -68,7 +68,8 @@ def _commit() -> str:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root, check=False).returncode != 0
+        package = Path(fsspec_s3reader.__file__).resolve().parent
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", package], cwd=root, check=False).returncode != 0
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + (" +changes" if dirty else "")

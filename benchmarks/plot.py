@@ -29,7 +29,11 @@ def write_plot(results: list[WorkloadRuns], path: Path) -> None:
         axis.set_yticks(range(len(timed)), [s.label.replace("`", "") for s in timed], fontsize=7)
         axis.invert_yaxis()
         axis.set_title(f"{result.workload.title.replace('`', '')} @{latency_label(endpoint)}", fontsize=9)
-        axis.set_xlabel("median seconds (shorter is faster)", fontsize=7)
+        # One very slow reader would flatten every other bar to nothing: switch such a panel to a log scale.
+        logarithmic = max(seconds) > 20 * min(seconds)
+        if logarithmic:
+            axis.set_xscale("log")
+        axis.set_xlabel(f"median seconds{', log scale' if logarithmic else ''} (shorter is faster)", fontsize=7)
         axis.tick_params(axis="x", labelsize=7)
         for position, value in enumerate(seconds):
             axis.text(value, position, f" {value:.2f}", va="center", fontsize=6)

@@ -212,6 +212,10 @@ def _bytes_line(summaries: list[Summary], needed_bytes: int) -> str | None:
         return None
     fewest = min(counted, key=lambda s: s.get_bytes or 0)
     most = max(counted, key=lambda s: s.get_bytes or 0)
+    if fewest.get_bytes == most.get_bytes:
+        return (
+            f"Every contender fetched the same {(most.get_bytes or 0) / MIB:.1f} MiB ({needed_bytes / MIB:.1f} needed)."
+        )
     return (
         f"Bytes ({needed_bytes / MIB:.1f} MiB needed): fewest {(fewest.get_bytes or 0) / MIB:.1f} MiB by "
         f"{fewest.label}; most {(most.get_bytes or 0) / MIB:.1f} MiB ({most.amplification or 0:.1f}x) by {most.label}."
@@ -439,6 +443,29 @@ def _glance_section(results: list[WorkloadRuns]) -> str:
     return "\n".join(lines)
 
 
+def _running_section() -> str:
+    lines = [
+        "## Running it",
+        "",
+        "Needs the `dcp`, `demo` and `bench` extras and Node.js (18 or newer); the suite installs s3rver "
+        "3.7.1 with npm into `~/.cache/fsspec_s3reader-bench/` (or `$XDG_CACHE_HOME`) on first use, starts both "
+        "servers and the latency proxy on 127.0.0.1, and stops them when it ends.",
+        "",
+        "```bash",
+        'pip install torch==2.13.0 && pip install -e ".[dcp,demo,bench]"',
+        "python -m benchmarks.run --quick  # a smoke run: small data, 1 run each, all in one process",
+        "python -m benchmarks.run  # this page, docs/benchmarks.png and a JSON file in benchmarks/results/",
+        "python -m benchmarks.run --workloads parquet --latency-ms 0 50  # one workload, other latencies",
+        "python -m benchmarks.run --render-only benchmarks/results/RUN.json  # the page again from saved numbers",
+        "```",
+        "",
+        "A contender is one line in its workload's table (`benchmarks/workloads/`); an option the installed "
+        "library does not know fails the run rather than being skipped.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def render_page(info: RunInfo, results: list[WorkloadRuns], plot_name: str | None) -> str:
     header = [
         "# Benchmarks",
@@ -458,6 +485,6 @@ def render_page(info: RunInfo, results: list[WorkloadRuns], plot_name: str | Non
     ]
     if plot_name:
         header += [f"![median seconds per workload and reader]({plot_name})", ""]
-    sections = ["\n".join(header), _glance_section(results), _setup_section(info)]
+    sections = ["\n".join(header), _glance_section(results), _setup_section(info), _running_section()]
     sections += [workload_section(r) for r in results]
     return "\n".join(sections).rstrip() + "\n"

@@ -315,6 +315,7 @@ def main(argv: Sequence[str] | None = None, invoked_as: str = "python -m benchma
         return 0
     started = time.perf_counter()
     load_before = load_average()
+    machine = describe_machine()  # before the run: the code measured is the code at its start
     sizes = sizes_from_args(args)
     workloads = [get_workload(key) for key in args.workloads]
     latencies = args.latency_ms if any(w.latency_sensitive for w in workloads) else [0]
@@ -333,7 +334,7 @@ def main(argv: Sequence[str] | None = None, invoked_as: str = "python -m benchma
         command=" ".join([invoked_as, *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
         date=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         wall_seconds=time.perf_counter() - started,
-        machine=describe_machine(),
+        machine=machine,
         load_before=load_before,
         load_after=load_average(),
         probe=dataclasses.asdict(probe),

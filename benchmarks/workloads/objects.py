@@ -275,8 +275,9 @@ RANDOM_READS = Workload(
         "`range_based`: a read smaller than `buffer_size`, 8 MiB by default, fills the whole buffer) fetches a block"
         " per miss, so its cost scales with the block, not with the read. Without a buffer (or with one not much "
         "bigger than a read) each read is one ranged GET of what it asks for, one after another: the time is then "
-        "the request count times one request's latency. The ceiling knows every offset up front and sends 8 at a "
-        "time, which a file read through `seek`/`read` cannot."
+        "the request count times one request's cost, which on loopback is mostly the client's CPU per request "
+        "(s3tc's native client spends least). The ceiling knows every offset up front and sends 8 at a time, "
+        "which a file read through `seek`/`read` cannot."
     ),
     prepare=_prepare_random_reads,
 )
@@ -332,9 +333,11 @@ SMALL_OBJECTS = Workload(
     ),
     notes=(
         "Each object costs at least one GET, so this is a test of per-request cost and of concurrency. One object "
-        "at a time (`cat_file`, `open().read()`, s3tc `get_object`) pays a round trip per object, plus a HEAD per "
-        "object where the reader asks for the size first. `cat(list)` sends the GETs concurrently (fsspec's batch "
-        "of up to 1280 coroutines), as the ceiling does with 8 threads."
+        "at a time (`cat_file`, `open().read()`, s3tc `get_object`) pays a round trip per object; s3fs and ours "
+        "also send a HEAD per object first (for its size), s3tc and boto3 do not. `cat(list)` sends the requests "
+        "concurrently (fsspec's batches of up to 1280 coroutines); the ceiling sends 8 at a time from threads. The "
+        "ceiling is boto3 in Python: where a request's client-side CPU is most of its cost, as on loopback, a "
+        "native client (s3tc's CRT) can beat it even one request at a time."
     ),
     prepare=_prepare_small_objects,
 )

@@ -203,7 +203,8 @@ PARQUET = Workload(
         "`range_based` buffer fills the whole buffer; a read at least as large bypasses it and is one exact GET. "
         "s3fs's read-ahead cache keeps one block and fetches a block past each miss (50 MiB by default, 1 MiB "
         "hand-tuned), so out-of-order reads make it fetch bytes again; how often depends on the threads' order, "
-        "which varies from run to run."
+        "which varies from run to run. The ceiling sends a HEAD for the size, then GETs the last 64 KiB, then the "
+        "wanted chunks (not one suffix-range GET for the footer, which S3 serves but s3rver 3.7.1 does not)."
     ),
     prepare=_prepare,
     latency_sensitive=True,
