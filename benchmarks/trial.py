@@ -63,6 +63,8 @@ class Contender:
     build: Build
     measured_runs: int | None = None
     """At most this many measured runs (and no warm-up) for a contender too slow to repeat."""
+    as_shipped: bool = False
+    """Ours with no option changed from the library's defaults: what a user gets without tuning."""
 
 
 @dataclass(frozen=True)

@@ -269,7 +269,10 @@ def _contenders(model_only: bool) -> tuple[Contender, ...]:
         ("dcp_optimized-nonatomic", "ours", "`S3StorageReader(atomic=False)`", _our_reader(atomic=False)),
         ("ceiling", "ceiling", "boto3: exact item ranges, 8 threads, `torch.load` each", _ceiling),
     ]
-    return tuple(Contender(key, kind, label, _for_load(make, model_only)) for key, kind, label, make in choices)
+    return tuple(
+        Contender(key, kind, label, _for_load(make, model_only), as_shipped=key == "dcp_optimized")
+        for key, kind, label, make in choices
+    )
 
 
 def _for_load(make: CheckpointBuild, model_only: bool) -> Build:

@@ -189,9 +189,7 @@ PARQUET = Workload(
             '`s3reader://`, `reader="range_based"`, `buffer_size=64 KiB`',
             _fsspec("s3reader", reader="range_based", buffer_size=64 * KIB),
         ),
-        Contender(
-            "sequential", "ours", '`s3reader://`, `reader="sequential"`', _fsspec("s3reader", reader="sequential")
-        ),
+        Contender("sequential", "ours", "`s3reader://` (defaults: `sequential`)", _fsspec("s3reader"), as_shipped=True),
         Contender("ceiling", "ceiling", "boto3: footer + wanted chunks, 8 threads", CeilingParquetTrial),
     ),
     notes=(
