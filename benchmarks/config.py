@@ -1,4 +1,4 @@
-"""The sizes and repeat counts of one benchmark run, and where it finds its data on the server.
+"""The sizes of one benchmark run, the servers it reads from, and where each workload's data lives.
 
 A ``Context`` travels as JSON to every worker process, which rebuilds the
 expected data from it (same seed, same bytes) to verify what it reads.
@@ -24,25 +24,29 @@ class Sizes:
     random_read_bytes: int
     parquet_rows: int
     parquet_columns: int
-    parquet_row_group_rows: int
+    parquet_row_groups: int
     dcp_layers: int
     dcp_width: int
+    small_objects: int
+    small_object_bytes: int
 
     @staticmethod
     def default() -> Sizes:
-        # 6 Linear(2048, 2048) layers: 25.2M parameters, 96 MiB of weights and
-        # 192 MiB of Adam state, a ~288 MiB checkpoint.
         return Sizes(
             object_bytes=256 * MIB,
             random_reads=200,
             random_read_bytes=4 * KIB,
-            # ~100 MB with pyarrow's defaults (random floats defeat dictionary encoding
-            # and compression: ~160 bytes a row), 8 row groups of ~1 MB column chunks.
-            parquet_rows=640_000,
-            parquet_columns=16,
-            parquet_row_group_rows=80_000,
-            dcp_layers=6,
+            # 1,415,000 rows x 20 random float64 columns: ~216 MiB (random floats defeat
+            # dictionary encoding and compression), 5 row groups of ~2.2 MiB column chunks.
+            parquet_rows=1_415_000,
+            parquet_columns=20,
+            parquet_row_groups=5,
+            # 8 Linear(2048, 2048) layers: 33.6M parameters, 128 MiB of weights and
+            # 256 MiB of Adam state, a ~384 MiB checkpoint.
+            dcp_layers=8,
             dcp_width=2048,
+            small_objects=500,
+            small_object_bytes=64 * KIB,
         )
 
     @staticmethod
@@ -52,22 +56,48 @@ class Sizes:
             random_reads=20,
             random_read_bytes=4 * KIB,
             parquet_rows=100_000,
-            parquet_columns=16,
-            parquet_row_group_rows=25_000,
+            parquet_columns=20,
+            parquet_row_groups=4,
             dcp_layers=2,
             dcp_width=1024,
+            small_objects=40,
+            small_object_bytes=64 * KIB,
         )
 
 
 @dataclass(frozen=True)
-class Context:
-    """Everything a contender needs to find and verify its data."""
+class Endpoint:
+    """One way to reach a server: which server, through what latency, and with what credentials."""
 
-    storage_options: dict[str, Any]
-    """Endpoint and credentials of the S3 server (no session: each worker makes its own)."""
+    name: str
+    """``moto`` (counted), ``s3rver`` (timed) or ``s3rver+20ms`` (timed through the latency proxy)."""
+    url: str
+    key: str
+    secret: str
+    counted: bool
+    """Whether the server counts requests and bytes (moto); such runs are for counts, not for timings."""
+    latency_ms: int = 0
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """What s3fs, our filesystem, pandas and the DCP classes are given to reach this endpoint."""
+        return {"endpoint_url": self.url, "key": self.key, "secret": self.secret}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a contender needs to find and verify its data, on every endpoint of the run."""
+
+    endpoints: tuple[Endpoint, ...]
     bucket: str
     sizes: Sizes
     seed: int
+
+    def endpoint(self, name: str) -> Endpoint:
+        for endpoint in self.endpoints:
+            if endpoint.name == name:
+                return endpoint
+        raise KeyError(f"no endpoint {name!r} in this run; it has {[e.name for e in self.endpoints]}")
 
     @property
     def object_path(self) -> str:
@@ -81,6 +111,10 @@ class Context:
     def checkpoint_path(self) -> str:
         return f"{self.bucket}/checkpoint"
 
+    @property
+    def small_objects_prefix(self) -> str:
+        return f"{self.bucket}/small"
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 
@@ -88,7 +122,7 @@ class Context:
     def from_json(text: str) -> Context:
         raw = json.loads(text)
         return Context(
-            storage_options=raw["storage_options"],
+            endpoints=tuple(Endpoint(**endpoint) for endpoint in raw["endpoints"]),
             bucket=raw["bucket"],
             sizes=Sizes(**raw["sizes"]),
             seed=raw["seed"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ PACKAGES = (
     "pyarrow",
     "numpy",
     "moto",
+    "s3torchconnector",
+    "boto3",
 )
 
 
@@ -49,6 +52,29 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _node_version() -> str:
+    try:
+        return subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "not installed"
+
+
+def _commit() -> str:
+    """The commit of the checkout the measured ``fsspec_s3reader`` came from, ``+changes`` if the package differs."""
+    import fsspec_s3reader
+
+    root = Path(fsspec_s3reader.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        package = Path(fsspec_s3reader.__file__).resolve().parent
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", package], cwd=root, check=False).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" +changes" if dirty else "")
+
+
 def load_average() -> list[float] | None:
     try:
         return [round(value, 2) for value in os.getloadavg()]
@@ -63,5 +89,7 @@ def describe_machine() -> dict[str, Any]:
         "memory_gib": round(_memory_gib() or 0, 1),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "node": _node_version(),
+        "commit": _commit(),
         "packages": {package: _version(package) for package in PACKAGES},
     }

@@ -1,4 +1,4 @@
-"""Run a trial once and record what it cost: wall and CPU seconds, requests, bytes, peak memory growth.
+"""Run a trial once and record what it cost: wall and CPU seconds, peak memory growth, client-side counts.
 
 Peak memory comes from Linux's high-water mark, reset before each run
 (``/proc/self/clear_refs``), so it is the growth during that run alone.
@@ -23,19 +23,20 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one run of one contender cost, as counted neutrally, plus our own counters where there are any."""
+    """What one run of one contender cost on one endpoint; counts from the server where it counts."""
 
+    endpoint: str
     seconds: float
     cpu_seconds: float
     """User + system time of the client process, all its threads: the work done, whoever waited."""
-    get_requests: int
-    head_requests: int
-    other_requests: int
-    get_bytes: int
     peak_rss_growth: int | None
     """Bytes the resident set grew by at its peak during the run; None where Linux cannot tell."""
+    client_counts: dict[str, int] | None
+    """What the client-side counter saw (s3fs and ours only): a cross-check of the server's count."""
     own_stats: dict[str, int] | None
-    """Our filesystems' ``fs.stats`` over the same run (None for s3fs and torch)."""
+    """Our filesystems' ``fs.stats`` over the same run (None for everyone else)."""
+    server_counts: dict[str, int] | None = None
+    """What the counting server answered during the run (``ServerCounts``); set by the driver."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -44,16 +45,21 @@ class RunResult:
     def from_dict(raw: dict[str, Any]) -> RunResult:
         return RunResult(**raw)
 
-    def own_stats_agree(self) -> bool | None:
-        """Do our counters tell the same as the neutral ones? None when there are none to compare."""
-        if self.own_stats is None:
+    def counts_agree(self) -> bool | None:
+        """Do the client-side counter and ``fs.stats`` tell what the server counted? None with nothing to compare."""
+        server = self.server_counts
+        if server is None or (self.client_counts is None and self.own_stats is None):
             return None
+        fields = ("get_requests", "head_requests", "get_bytes")
+        if self.client_counts is not None and any(self.client_counts[f] != server[f] for f in fields):
+            return False
         own = self.own_stats
+        if own is None:
+            return True
         return (
-            own["get_requests"] == self.get_requests
-            and own["head_requests"] == self.head_requests
-            and own["other_requests"] == self.other_requests
-            and own["bytes_fetched"] == self.get_bytes
+            own["get_requests"] == server["get_requests"]
+            and own["head_requests"] == server["head_requests"]
+            and own["bytes_fetched"] == server["get_bytes"]
         )
 
 
@@ -89,11 +95,11 @@ def _stats_delta(after: TransferStats | None, before: TransferStats | None) -> d
     return dataclasses.asdict(delta)
 
 
-def measure(trial: Trial) -> RunResult:
+def measure(trial: Trial, endpoint: str) -> RunResult:
     """Run ``trial`` once, verify what it read (outside the clock) and return the run's costs."""
     trial.before_run()
     gc.collect()  # the last run's garbage must not be collected on this run's clock
-    counts_before = trial.counter.snapshot()
+    counts_before = trial.counter.snapshot() if trial.counter is not None else None
     own_before = trial.own_stats()
     rss_at_start = reset_peak_rss()
     cpu_start = time.process_time()
@@ -102,16 +108,16 @@ def measure(trial: Trial) -> RunResult:
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
     peak = peak_rss()
-    counts = trial.counter.snapshot() - counts_before
+    client_counts = None
+    if trial.counter is not None and counts_before is not None:
+        client_counts = dataclasses.asdict(trial.counter.snapshot() - counts_before)
     own = _stats_delta(trial.own_stats(), own_before)
     trial.verify(result)
     return RunResult(
+        endpoint=endpoint,
         seconds=seconds,
         cpu_seconds=cpu_seconds,
-        get_requests=counts.get_requests,
-        head_requests=counts.head_requests,
-        other_requests=counts.other_requests,
-        get_bytes=counts.get_bytes,
         peak_rss_growth=peak - rss_at_start if peak is not None and rss_at_start is not None else None,
+        client_counts=client_counts,
         own_stats=own,
     )

@@ -1,4 +1,4 @@
-"""From raw runs to what a reader needs: medians, ratios to the baseline, and a markdown page."""
+"""From raw runs to what a reader needs: medians, ratios to the fastest peer and the ceiling, a markdown page."""
 
 from __future__ import annotations
 
@@ -9,15 +9,23 @@ from typing import Any
 
 from .config import MIB
 from .measure import RunResult
-from .trial import Workload
+from .trial import Kind, Workload
+
+TIE = 0.05
+"""Within 5% of the fastest peer counts as a tie: less than the noise of one run on a shared machine."""
 
 
 @dataclass(frozen=True)
 class ContenderRuns:
     key: str
+    kind: Kind
     label: str
-    warmup: list[RunResult]
-    measured: list[RunResult]
+    warmup: dict[str, list[RunResult]]
+    """Unmeasured runs, by timing endpoint."""
+    timed: dict[str, list[RunResult]]
+    """Measured runs, by timing endpoint (``s3rver``, ``s3rver+20ms``)."""
+    counted: RunResult | None
+    """The one run on the counting server (moto)."""
     memory_isolated: bool
 
 
@@ -25,7 +33,19 @@ class ContenderRuns:
 class WorkloadRuns:
     workload: Workload
     needed_bytes: int
+    timing_endpoints: list[str]
     contenders: list[ContenderRuns]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One contender's time on one timing endpoint."""
+
+    runs: int
+    seconds: float
+    vs_peer: float | None
+    """Over the fastest peer's median on the same endpoint (None without peers)."""
+    vs_ceiling: float | None
 
 
 @dataclass(frozen=True)
@@ -33,152 +53,194 @@ class Summary:
     """One row of a table."""
 
     key: str
+    kind: Kind
     label: str
-    runs: int
-    seconds: float
-    ratio: float | None
-    cpu_seconds: float
-    get_requests: int
-    head_requests: int
-    other_requests: int
-    get_bytes: int
-    amplification: float | None
+    timings: dict[str, Timing]
+    cpu_seconds: float | None
     peak_rss_growth: int | None
-    counts_stable: bool
-    """Did every measured run send the same requests and fetch the same bytes?"""
-    own_stats_agree: bool | None
-    own_get_requests: int | None
-    own_bytes: int | None
+    get_requests: int | None
+    head_requests: int | None
+    other_requests: int | None
+    get_bytes: int | None
+    amplification: float | None
+    counts_agree: bool | None
+    """Did the client-side counter and ``fs.stats`` (where there are any) tell what the server counted?"""
 
 
-def _median_int(values: list[int]) -> int:
-    return int(statistics.median(values))
+def _median_seconds(runs: list[RunResult]) -> float:
+    return statistics.median(r.seconds for r in runs)
 
 
-def _median_own(runs: list[RunResult], field: str) -> int | None:
-    values = [r.own_stats[field] for r in runs if r.own_stats is not None]
-    return _median_int(values) if values else None
-
-
-def summarize(runs: ContenderRuns, needed_bytes: int, baseline_seconds: float | None) -> Summary:
-    measured = runs.measured
-    seconds = statistics.median(r.seconds for r in measured)
-    counts = {(r.get_requests, r.head_requests, r.other_requests, r.get_bytes) for r in measured}
-    agreement = [r.own_stats_agree() for r in measured]
-    peaks = [r.peak_rss_growth for r in measured if r.peak_rss_growth is not None]
-    get_bytes = _median_int([r.get_bytes for r in measured])
-    return Summary(
-        key=runs.key,
-        label=runs.label,
-        runs=len(measured),
-        seconds=seconds,
-        ratio=seconds / baseline_seconds if baseline_seconds else None,
-        cpu_seconds=statistics.median(r.cpu_seconds for r in measured),
-        get_requests=_median_int([r.get_requests for r in measured]),
-        head_requests=_median_int([r.head_requests for r in measured]),
-        other_requests=_median_int([r.other_requests for r in measured]),
-        get_bytes=get_bytes,
-        amplification=get_bytes / needed_bytes if needed_bytes else None,
-        peak_rss_growth=max(peaks) if peaks and runs.memory_isolated else None,
-        counts_stable=len(counts) == 1,
-        own_stats_agree=None if agreement[0] is None else all(agreement),
-        own_get_requests=_median_own(measured, "get_requests"),
-        own_bytes=_median_own(measured, "bytes_fetched"),
-    )
+def _fastest(result: WorkloadRuns, endpoint: str, kind: Kind) -> float | None:
+    times = [_median_seconds(c.timed[endpoint]) for c in result.contenders if c.kind == kind and c.timed.get(endpoint)]
+    return min(times) if times else None
 
 
 def summarize_workload(result: WorkloadRuns) -> list[Summary]:
-    baseline = next((c for c in result.contenders if c.key == result.workload.baseline), None)
-    baseline_seconds = statistics.median(r.seconds for r in baseline.measured) if baseline else None
-    return [summarize(c, result.needed_bytes, baseline_seconds) for c in result.contenders]
+    summaries = []
+    for runs in result.contenders:
+        timings = {}
+        for endpoint in result.timing_endpoints:
+            measured = runs.timed.get(endpoint) or []
+            if not measured:
+                continue
+            seconds = _median_seconds(measured)
+            peer, ceiling = _fastest(result, endpoint, "peer"), _fastest(result, endpoint, "ceiling")
+            timings[endpoint] = Timing(
+                runs=len(measured),
+                seconds=seconds,
+                vs_peer=seconds / peer if peer else None,
+                vs_ceiling=seconds / ceiling if ceiling else None,
+            )
+        base = runs.timed.get(result.timing_endpoints[0]) or []
+        peaks = [r.peak_rss_growth for r in base if r.peak_rss_growth is not None]
+        server = runs.counted.server_counts if runs.counted is not None else None
+        summaries.append(
+            Summary(
+                key=runs.key,
+                kind=runs.kind,
+                label=runs.label,
+                timings=timings,
+                cpu_seconds=statistics.median(r.cpu_seconds for r in base) if base else None,
+                peak_rss_growth=max(peaks) if peaks and runs.memory_isolated else None,
+                get_requests=server["get_requests"] if server else None,
+                head_requests=server["head_requests"] if server else None,
+                other_requests=server["other_requests"] if server else None,
+                get_bytes=server["get_bytes"] if server else None,
+                amplification=server["get_bytes"] / result.needed_bytes if server and result.needed_bytes else None,
+                counts_agree=runs.counted.counts_agree() if runs.counted is not None else None,
+            )
+        )
+    return summaries
 
 
 # -- markdown ---------------------------------------------------------------------------
 
-_HEADER = (
-    "| contender | seconds (median) | time vs baseline | GET | HEAD | other req. | MiB fetched "
-    "| fetched / needed | client CPU s | peak RSS Δ MiB | `fs.stats` agrees |\n"
-    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|"
-)
+
+def latency_label(endpoint: str) -> str:
+    return "0 ms" if endpoint == "s3rver" else endpoint.removeprefix("s3rver+").replace("ms", " ms")
 
 
-def _format_ratio(summary: Summary, baseline_key: str) -> str:
-    if summary.key == baseline_key:
-        return "1.00x (baseline)"
-    return f"{summary.ratio:.2f}x" if summary.ratio is not None else "-"
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "-"
+
+
+def _count(value: int | None) -> str:
+    return str(value) if value is not None else "-"
 
 
 def _agreement(summary: Summary) -> str:
-    if summary.own_stats_agree is None:
+    if summary.counts_agree is None:
         return "-"
-    return "yes" if summary.own_stats_agree else "**no**"
+    return "yes" if summary.counts_agree else "**no**"
 
 
-def _row(summary: Summary, baseline_key: str) -> str:
-    label = summary.label + (f" ({summary.runs} run)" if summary.runs == 1 else "")
-    marker = "" if summary.counts_stable else " ‡"
-    peak = f"{summary.peak_rss_growth / MIB:.0f}" if summary.peak_rss_growth is not None else "-"
-    amplification = f"{summary.amplification:.2f}" if summary.amplification is not None else "-"
-    cells = [
-        label,
-        f"{summary.seconds:.3f}",
-        _format_ratio(summary, baseline_key),
-        f"{summary.get_requests}{marker}",
-        str(summary.head_requests),
-        str(summary.other_requests),
-        f"{summary.get_bytes / MIB:.1f}",
-        amplification,
-        f"{summary.cpu_seconds:.2f}",
-        peak,
+def _header(endpoints: list[str]) -> str:
+    cells = ["contender", "whose"]
+    for endpoint in endpoints:
+        at = f" @{latency_label(endpoint)}"
+        cells += [f"s (median){at}", f"vs fastest peer{at}", f"vs ceiling{at}"]
+    cells += ["GET", "HEAD", "MiB fetched", "fetched / needed", "peak RSS Δ MiB", "client CPU s", "counts agree"]
+    aligns = ["---", ":-:"] + ["--:"] * (len(cells) - 3) + [":-:"]
+    return "| " + " | ".join(cells) + " |\n|" + "|".join(aligns) + "|"
+
+
+def _row(summary: Summary, endpoints: list[str]) -> str:
+    label = summary.label
+    cells = [label, summary.kind]
+    for endpoint in endpoints:
+        timing = summary.timings.get(endpoint)
+        if timing is None:
+            cells += ["-", "-", "-"]
+            continue
+        runs = f" ({timing.runs} run)" if timing.runs == 1 else ""
+        seconds = f"{timing.seconds:.3f}{runs}"
+        cells += [f"**{seconds}**" if summary.kind == "ours" else seconds, _ratio(timing.vs_peer)]
+        cells.append(_ratio(timing.vs_ceiling))
+    cells += [
+        _count(summary.get_requests),
+        _count(summary.head_requests),
+        f"{summary.get_bytes / MIB:.1f}" if summary.get_bytes is not None else "-",
+        f"{summary.amplification:.2f}" if summary.amplification is not None else "-",
+        f"{summary.peak_rss_growth / MIB:.0f}" if summary.peak_rss_growth is not None else "-",
+        f"{summary.cpu_seconds:.2f}" if summary.cpu_seconds is not None else "-",
         _agreement(summary),
     ]
     return "| " + " | ".join(cells) + " |"
 
 
 def table(result: WorkloadRuns, summaries: list[Summary]) -> str:
-    rows = [_row(s, result.workload.baseline) for s in summaries]
-    return "\n".join([_HEADER, *rows])
+    return "\n".join([_header(result.timing_endpoints), *[_row(s, result.timing_endpoints) for s in summaries]])
 
 
-def _fastest_line(summaries: list[Summary], baseline: Summary) -> str:
-    fastest = min(summaries, key=lambda s: s.seconds)
-    if fastest is baseline:
-        return f"Fastest: the baseline, {baseline.label}, {baseline.seconds:.3f} s."
-    ratio = fastest.seconds / baseline.seconds
-    return f"Fastest: {fastest.label}, {fastest.seconds:.3f} s, {ratio:.2f}x the baseline's time."
+@dataclass(frozen=True)
+class Verdict:
+    """Ours against the peers on one workload at one latency."""
+
+    endpoint: str
+    ours: Summary
+    peer: Summary
+    ratio: float
+    """Our fastest's time over the fastest peer's."""
+
+    @property
+    def word(self) -> str:
+        if self.ratio < 1 - TIE:
+            return "wins"
+        if self.ratio > 1 + TIE:
+            return "loses"
+        return "ties"
 
 
-def _bytes_line(summaries: list[Summary], needed_bytes: int) -> str:
-    fewest = min(s.get_bytes for s in summaries)
-    most = max(s.get_bytes for s in summaries)
-    if fewest == most:
-        return f"Every contender fetched the same {fewest / MIB:.1f} MiB ({needed_bytes / MIB:.1f} MiB needed)."
-    leanest = "; ".join(s.label for s in summaries if s.get_bytes == fewest)
-    heaviest = "; ".join(s.label for s in summaries if s.get_bytes == most)
+def verdicts(summaries: list[Summary], endpoints: list[str]) -> list[Verdict]:
+    found = []
+    for endpoint in endpoints:
+        timed = [s for s in summaries if endpoint in s.timings]
+        ours = [s for s in timed if s.kind == "ours"]
+        peers = [s for s in timed if s.kind == "peer"]
+        if not ours or not peers:
+            continue
+        best = min(ours, key=lambda s: s.timings[endpoint].seconds)
+        peer = min(peers, key=lambda s: s.timings[endpoint].seconds)
+        found.append(Verdict(endpoint, best, peer, best.timings[endpoint].seconds / peer.timings[endpoint].seconds))
+    return found
+
+
+def _bytes_line(summaries: list[Summary], needed_bytes: int) -> str | None:
+    counted = [s for s in summaries if s.get_bytes is not None]
+    if not counted:
+        return None
+    fewest = min(counted, key=lambda s: s.get_bytes or 0)
+    most = max(counted, key=lambda s: s.get_bytes or 0)
+    if fewest.get_bytes == most.get_bytes:
+        return (
+            f"Every contender fetched the same {(most.get_bytes or 0) / MIB:.1f} MiB ({needed_bytes / MIB:.1f} needed)."
+        )
     return (
-        f"Fewest bytes: {fewest / MIB:.1f} MiB ({needed_bytes / MIB:.1f} MiB needed), by {leanest}. "
-        f"Most: {most / MIB:.1f} MiB, {most / needed_bytes:.1f}x what is needed, by {heaviest}."
+        f"Bytes ({needed_bytes / MIB:.1f} MiB needed): fewest {(fewest.get_bytes or 0) / MIB:.1f} MiB by "
+        f"{fewest.label}; most {(most.get_bytes or 0) / MIB:.1f} MiB ({most.amplification or 0:.1f}x) by {most.label}."
     )
 
 
 def observations(result: WorkloadRuns, summaries: list[Summary]) -> list[str]:
     """Facts of this run worth a sentence, computed, so that the page never contradicts its table."""
-    baseline = next(s for s in summaries if s.key == result.workload.baseline)
-    lines = [_fastest_line(summaries, baseline), _bytes_line(summaries, result.needed_bytes)]
-    slower = [s for s in summaries if s.ratio is not None and s.ratio > 1.05 and s is not baseline]
-    if slower:
-        names = "; ".join(f"{s.label} {s.ratio:.2f}x" for s in slower)
-        lines.append(f"Slower than the baseline: {names}.")
+    lines = []
+    for verdict in verdicts(summaries, result.timing_endpoints):
+        ours_s = verdict.ours.timings[verdict.endpoint].seconds
+        peer_s = verdict.peer.timings[verdict.endpoint].seconds
+        lines.append(
+            f"At {latency_label(verdict.endpoint)}: ours **{verdict.word}**: our fastest, {verdict.ours.label}, "
+            f"{ours_s:.3f} s, is {verdict.ratio:.2f}x the fastest peer, {verdict.peer.label}, {peer_s:.3f} s."
+        )
+    bytes_line = _bytes_line(summaries, result.needed_bytes)
+    if bytes_line:
+        lines.append(bytes_line)
     for s in summaries:
-        if s.own_stats_agree is False and s.own_bytes is not None:
+        if s.counts_agree is False:
             lines.append(
-                f"`fs.stats` of {s.label} disagrees with the neutral count (medians): it counted {s.own_get_requests} "
-                f"GETs and {s.own_bytes / MIB:.1f} MiB received, the server {s.get_requests} GETs and "
-                f"{s.get_bytes / MIB:.1f} MiB sent."
+                f"The client-side count or `fs.stats` of {s.label} disagrees with the server's count (see the JSON): "
+                "for a reader that cancels GETs under way, `fs.stats` counts bytes received, the server bytes sent."
             )
-    unstable = [s.label for s in summaries if not s.counts_stable]
-    if unstable:
-        lines.append(f"‡ requests or bytes varied between runs (medians shown): {', '.join(unstable)}.")
     return lines
 
 
@@ -188,8 +250,7 @@ def workload_section(result: WorkloadRuns) -> str:
     parts = [
         f"## {workload.title}",
         "",
-        f"What: {workload.what}. Bytes needed at the least: {result.needed_bytes / MIB:.1f} MiB. "
-        f"Baseline: {workload.contender(workload.baseline).label}.",
+        f"What: {workload.what}. Bytes needed at the least: {result.needed_bytes / MIB:.1f} MiB.",
         "",
         table(result, summaries),
         "",
@@ -201,41 +262,49 @@ def workload_section(result: WorkloadRuns) -> str:
     return "\n".join(parts)
 
 
-def runs_from_json(raw: dict[str, Any], workload: Workload) -> WorkloadRuns:
-    """The inverse of ``runs_to_json`` (the summary is recomputed), to render a page from saved results."""
-    return WorkloadRuns(
-        workload=workload,
-        needed_bytes=raw["needed_bytes"],
-        contenders=[
-            ContenderRuns(
-                key=c["key"],
-                label=c["label"],
-                warmup=[RunResult.from_dict(r) for r in c["warmup"]],
-                measured=[RunResult.from_dict(r) for r in c["measured"]],
-                memory_isolated=c["memory_isolated"],
-            )
-            for c in raw["contenders"]
-        ],
-    )
+# -- JSON -------------------------------------------------------------------------------
 
 
 def runs_to_json(result: WorkloadRuns) -> dict[str, Any]:
     return {
         "workload": result.workload.key,
-        "baseline": result.workload.baseline,
         "needed_bytes": result.needed_bytes,
+        "timing_endpoints": result.timing_endpoints,
         "contenders": [
             {
                 "key": c.key,
+                "kind": c.kind,
                 "label": c.label,
                 "memory_isolated": c.memory_isolated,
-                "warmup": [r.to_dict() for r in c.warmup],
-                "measured": [r.to_dict() for r in c.measured],
+                "warmup": {e: [r.to_dict() for r in runs] for e, runs in c.warmup.items()},
+                "timed": {e: [r.to_dict() for r in runs] for e, runs in c.timed.items()},
+                "counted": c.counted.to_dict() if c.counted is not None else None,
             }
             for c in result.contenders
         ],
         "summary": [dataclasses.asdict(s) for s in summarize_workload(result)],
     }
+
+
+def runs_from_json(raw: dict[str, Any], workload: Workload) -> WorkloadRuns:
+    """The inverse of ``runs_to_json`` (the summary is recomputed), to render a page from saved results."""
+    return WorkloadRuns(
+        workload=workload,
+        needed_bytes=raw["needed_bytes"],
+        timing_endpoints=raw["timing_endpoints"],
+        contenders=[
+            ContenderRuns(
+                key=c["key"],
+                kind=c["kind"],
+                label=c["label"],
+                warmup={e: [RunResult.from_dict(r) for r in runs] for e, runs in c["warmup"].items()},
+                timed={e: [RunResult.from_dict(r) for r in runs] for e, runs in c["timed"].items()},
+                counted=RunResult.from_dict(c["counted"]) if c["counted"] is not None else None,
+                memory_isolated=c["memory_isolated"],
+            )
+            for c in raw["contenders"]
+        ],
+    )
 
 
 # -- the page -----------------------------------------------------------------------------
@@ -252,8 +321,8 @@ class RunInfo:
     load_before: list[float] | None
     load_after: list[float] | None
     probe: dict[str, float]
-    """``ServerProbe`` as a dict: what one request costs on this server."""
-    moto_patched: bool
+    """``ServerProbe`` as a dict: what one request costs on the timing server."""
+    latencies_ms: list[int]
     isolated: bool
     warmup: int
     repeats: int
@@ -262,11 +331,12 @@ class RunInfo:
 
 def describe_sizes(sizes: dict[str, Any]) -> str:
     return (
-        f"one {sizes['object_bytes'] / MIB:.0f} MiB object of random bytes (workloads 1 and 2, "
-        f"{sizes['random_reads']} reads of {sizes['random_read_bytes'] // 1024} KiB in workload 2); a parquet file of "
-        f"{sizes['parquet_rows']:,} rows x {sizes['parquet_columns']} random float64 columns in row groups of "
-        f"{sizes['parquet_row_group_rows']:,} rows; a checkpoint of {sizes['dcp_layers']} x "
-        f"`nn.Linear({sizes['dcp_width']}, {sizes['dcp_width']})` and their Adam state after one step"
+        f"a checkpoint of {sizes['dcp_layers']} x `nn.Linear({sizes['dcp_width']}, {sizes['dcp_width']})` and their "
+        f"Adam state after one step, saved with `S3StorageWriter(thread_count=4)`; a parquet file of "
+        f"{sizes['parquet_rows']:,} rows x {sizes['parquet_columns']} random float64 columns in "
+        f"{sizes['parquet_row_groups']} row groups; one {sizes['object_bytes'] / MIB:.0f} MiB object of random bytes "
+        f"({sizes['random_reads']} reads of {sizes['random_read_bytes'] // 1024} KiB at random offsets, and a full "
+        f"read); {sizes['small_objects']} objects of {sizes['small_object_bytes'] // 1024} KiB"
     )
 
 
@@ -274,23 +344,37 @@ def _versions(machine: dict[str, Any]) -> str:
     return ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
 
 
-def _patch_sentence(moto_patched: bool) -> str:
-    if not moto_patched:
-        return (
-            "It runs **stock moto** (`--unpatched-moto`): every GET, ranged or not, costs server time in proportion "
-            "to the whole object's size, which punishes strategies in proportion to their request count."
-        )
-    return (
-        "It runs with `benchmarks/moto_patch/sitecustomize.py`: stock moto reads the whole object out of its "
-        "spooled temporary file on every GET and only then slices out the requested range, so a 4 KiB ranged GET "
-        "of a 256 MiB object costs ~0.25 s of server time. Real S3 has no such cost, and it would punish every "
-        "strategy in proportion to its request count. The patch keeps each object's bytes after the first read "
-        "(until it is written again); the bytes served are unchanged."
-    )
-
-
 def _runs(count: int) -> str:
     return f"{count} run" if count == 1 else f"{count} runs"
+
+
+def _servers_lines(info: RunInfo) -> list[str]:
+    probe = info.probe
+    latencies = [ms for ms in info.latencies_ms if ms > 0]
+    proxy = (
+        f"- Latency: the workloads whose request pattern decides their time on S3 (DCP and parquet) are also timed "
+        f"through `benchmarks/latency_proxy.py`, a TCP proxy that holds back the first byte of each response until "
+        f"{' / '.join(map(str, latencies))} ms after the first byte of its request (S3's time to first byte is "
+        "tens of ms; loopback's is none). It models first-byte latency only: no bandwidth limit, no per-packet "
+        "delay. Columns marked @0 ms are s3rver direct."
+        if latencies
+        else "- Latency: none added (`--latency-ms 0`); loopback answers at once, S3 after tens of ms."
+    )
+    return [
+        "- Timing server: [s3rver](https://www.npmjs.com/package/s3rver) 3.7.1 (Node.js) on 127.0.0.1, installed "
+        "by the suite with npm into a cache folder. It serves a ranged GET in time proportional to the range "
+        f"(here a 4 KiB GET took {probe['small_get_ms']:.1f} ms one at a time, {probe['concurrent_small_get_ms']:.1f}"
+        f" ms each with many in flight; a HEAD {probe['head_ms']:.1f} ms), and several connections deliver more "
+        "than one, as on S3. All seconds come from s3rver.",
+        "- Counting server: moto on 127.0.0.1 in a process of its own, wrapped (`benchmarks/moto_patch/"
+        "sitecustomize.py`) so that the server counts the GET and HEAD requests on objects it answers and the body "
+        "bytes of its successful object GETs (their `Content-Length`: what it set out to send, also to a client that "
+        "hung up halfway). Every contender, whatever its HTTP stack (s3torchconnector's native client and boto3 "
+        "included), is counted the same way, in one run on moto after its timed runs; moto reads an object whole "
+        "for every GET, so its seconds are not used. *counts agree* says whether the client-side count "
+        "(botocore event hooks on the session of s3fs and ours) and our `fs.stats` told the same as the server.",
+        proxy,
+    ]
 
 
 def _method_lines(info: RunInfo) -> list[str]:
@@ -300,43 +384,20 @@ def _method_lines(info: RunInfo) -> list[str]:
         else "All contenders run in the driver's process (`--in-process`; peak RSS is not reported)"
     )
     return [
-        f"- {isolation}: built once, warmed up with {_runs(info.warmup)} not measured, then measured for "
-        f"{_runs(info.repeats)}. The contenders of a workload take turns run by run, in a rotating order, so "
-        "drift in the machine's load reaches all of them alike. *seconds* is the median over the measured runs "
-        "of the timed call (opening the file or building the storage reader included, checking the result not).",
-        "- Requests and bytes are counted the same way for every contender: each filesystem, s3fs or ours, is "
-        "given `session=` an aiobotocore session carrying botocore event handlers (`before-send.s3.*` counts HTTP "
-        "requests by operation, `after-call.s3.GetObject` adds up the responses' `ContentLength`). *MiB fetched* "
-        "is what the server answered GETs with, including the body of a GET the client abandoned halfway (a "
-        "part fetched ahead, then cancelled when the file was closed). *other req.* are listings and bucket "
-        "lookups. For our filesystems, *`fs.stats` agrees* says whether their own counters (which count the "
-        "bytes a reader received) told the same, run by run.",
-        "- *fetched / needed*: MiB fetched over the least the workload needs. *client CPU s*: user + system CPU "
-        "time of the client process during the run. *peak RSS Δ MiB*: how much the worker's resident memory grew "
-        "at its peak during the run (Linux `VmHWM` after `clear_refs`), including what the run returns.",
-        "- Every run's result is compared bit for bit with the stored data (regenerated from the same seed in "
-        "each worker); a mismatch stops the benchmark before any table is written.",
+        f"- {isolation}: warmed up with {_runs(info.warmup)} not measured, then measured for {_runs(info.repeats)} on "
+        "each timing endpoint, the contenders of a workload taking turns run by run in a rotating order. "
+        "*s (median)* is the median of the timed call (opening the file or building the storage reader included, "
+        "checking the result not). *vs fastest peer*: over the fastest contender that is not ours and not the "
+        "ceiling (below 1.00x we are faster). *vs ceiling*: over boto3 fetching exactly the needed ranges on 8 "
+        "connections, the best a hand-written loader can do; the ceiling is not a peer.",
+        "- *fetched / needed*: bytes the server sent over the least the workload needs. *peak RSS Δ MiB*: how much "
+        "the worker's resident memory grew at its peak during a timed run (Linux `VmHWM` after `clear_refs`), "
+        "including what the run returns. *client CPU s*: user + system CPU of the worker during a timed run.",
+        "- Every run's result, timed or counted, is compared bit for bit with the stored data (regenerated from the "
+        "same seed in each worker); a mismatch stops the benchmark before anything is written.",
         f"- Data: {describe_sizes(info.sizes)}.",
-    ]
-
-
-def _loopback_lines(info: RunInfo, cores: int) -> list[str]:
-    probe = info.probe
-    return [
-        "### What loopback on two cores means for these numbers",
-        "",
-        f"- A request is not free here, but its cost is CPU, not waiting: a ranged 4 KiB GET takes "
-        f"{probe['small_get_ms']:.1f} ms one at a time and still {probe['concurrent_small_get_ms']:.1f} ms each "
-        f"when many are in flight (a HEAD: {probe['head_ms']:.1f} ms), nearly all of it moto's and botocore's "
-        "Python. On real S3 a small GET costs tens of milliseconds of mostly waiting, which concurrency hides; "
-        "here it cannot. Request counts are the portable measure for request-heavy strategies, not their seconds.",
-        f"- Throughput is CPU-bound: the client and the server share {cores} cores, and both spend CPU on every "
-        "byte (moto serves a large body at a few hundred MiB/s). Parallel ranged GETs cannot multiply bandwidth "
-        "as they do against S3, where one connection tops out around 100 MB/s; here they mostly add per-request "
-        "work, and every copy into freshly allocated memory shows (page faults are costly in this VM).",
-        "- Requests and bytes do not depend on the machine: they carry over to any S3 endpoint. Seconds compare "
-        "contenders within one table, on this machine, and nothing more.",
-        "",
+        "- Caveat: client and servers share this machine's cores; the seconds compare contenders within one table, "
+        "on this machine, and nothing more. Requests and bytes do not depend on the machine.",
     ]
 
 
@@ -347,69 +408,97 @@ def _setup_section(info: RunInfo) -> str:
         "## Machine and method",
         "",
         f"- Machine: {cores} CPU cores ({machine['cpu']}), {machine['memory_gib']} GiB memory, "
-        f"{machine['platform']}, Python {machine['python']}.",
-        f"- Versions: {_versions(machine)}.",
-        f"- Load average (1, 5, 15 min) at start {info.load_before}, at end {info.load_after}. The benchmark's "
-        "client and server together account for up to about 2; more means something else competed for the "
-        f"{cores} cores, and the seconds are noisier for it.",
-        "- Server: moto on 127.0.0.1 through `fsspec_s3reader.local_server.LocalS3Server(separate_process=True)`, "
-        "so it does not share the client's GIL, but it does share the machine's cores. "
-        + _patch_sentence(info.moto_patched),
+        f"{machine['platform']}, Python {machine['python']}, Node.js {machine.get('node', 'unknown')}.",
+        f"- Code measured: `fsspec_s3reader` at commit {machine.get('commit', 'unknown')}. "
+        f"Versions: {_versions(machine)}.",
+        f"- Load average (1, 5, 15 min) at start {info.load_before}, at end {info.load_after}. Client and servers "
+        f"together account for up to about 2; more means something else competed for the {cores} cores, and the "
+        "seconds are noisier for it.",
+        *_servers_lines(info),
         *_method_lines(info),
         "",
-        *_loopback_lines(info, cores),
     ]
     return "\n".join(lines)
 
 
-def _glance_line(result: WorkloadRuns) -> str:
-    summaries = summarize_workload(result)
-    baseline = next(s for s in summaries if s.key == result.workload.baseline)
-    ours = [s for s in summaries if s.own_stats_agree is not None]  # only our filesystems keep fs.stats
-    if not ours:
-        return f"- **{result.workload.title}**: no contender of ours ran."
-    fastest = min(ours, key=lambda s: s.seconds)
-    leanest = min(ours, key=lambda s: (s.get_bytes, s.seconds))
-    line = (
-        f"- **{result.workload.title}**: baseline {baseline.seconds:.2f} s, {baseline.get_bytes / MIB:.1f} MiB. "
-        f"Our fastest: {fastest.label}, {fastest.ratio or 0:.2f}x the time, {fastest.get_bytes / MIB:.1f} MiB."
-    )
-    if leanest is not fastest:
-        line += f" Our leanest: {leanest.label}, {leanest.get_bytes / MIB:.1f} MiB, {leanest.ratio or 0:.2f}x the time."
-    return line
+def _as_shipped_sentence(result: WorkloadRuns, verdict: Verdict) -> str:
+    """How ours does untuned, when our fastest had options changed: the number a user sees first."""
+    shipped = [c.key for c in result.workload.contenders if c.as_shipped]
+    summaries = {s.key: s for s in summarize_workload(result)}
+    timings = [(summaries[key], summaries[key].timings.get(verdict.endpoint)) for key in shipped if key in summaries]
+    untuned = [(summary, timing) for summary, timing in timings if timing is not None and timing.vs_peer is not None]
+    if not untuned or any(summary.key == verdict.ours.key for summary, _ in untuned):
+        return ""
+    summary, timing = min(untuned, key=lambda pair: pair[1].seconds)
+    return f" Untuned, {summary.label}: {timing.vs_peer:.2f}x."
 
 
 def _glance_section(results: list[WorkloadRuns]) -> str:
+    wins: list[str] = []
+    losses: list[str] = []
+    ties: list[str] = []
+    for result in results:
+        for verdict in verdicts(summarize_workload(result), result.timing_endpoints):
+            line = (
+                f"- **{result.workload.title}** @{latency_label(verdict.endpoint)}: our fastest, {verdict.ours.label}, "
+                f"takes {verdict.ratio:.2f}x the time of the fastest peer, {verdict.peer.label}."
+                + _as_shipped_sentence(result, verdict)
+            )
+            {"wins": wins, "loses": losses, "ties": ties}[verdict.word].append(line)
+    lines = ["## At a glance", ""]
+    lines += [
+        "Our fastest reader against the fastest peer (s3fs, torch's `FsspecReader`, s3torchconnector), per workload "
+        f"and latency; within {TIE:.0%} is a tie. Where our fastest has options changed, *untuned* gives ours with "
+        "the library's defaults. Details, bytes and the ceiling in the tables further down.",
+        "",
+    ]
+    for title, group in (("Where ours loses", losses), ("Where ours ties", ties), ("Where ours wins", wins)):
+        lines += [f"**{title}** ({len(group)}):", "", *(group or ["- nowhere in this run"]), ""]
+    return "\n".join(lines)
+
+
+def _running_section() -> str:
     lines = [
-        "## At a glance",
+        "## Running it",
         "",
-        "Time relative to each table's baseline (below 1.00x is faster) and MiB fetched; details, caveats and the "
-        "other contenders in the tables further down.",
+        "Needs the `dcp`, `demo` and `bench` extras and Node.js (18 or newer); the suite installs s3rver "
+        "3.7.1 with npm into `~/.cache/fsspec_s3reader-bench/` (or `$XDG_CACHE_HOME`) on first use, starts both "
+        "servers and the latency proxy on 127.0.0.1, and stops them when it ends.",
         "",
-        *[_glance_line(r) for r in results],
+        "```bash",
+        'pip install torch==2.13.0 && pip install -e ".[dcp,demo,bench]"',
+        "python -m benchmarks.run --quick  # a smoke run: small data, 1 run each, all in one process",
+        "python -m benchmarks.run  # this page, docs/benchmarks.png and a JSON file in benchmarks/results/",
+        "python -m benchmarks.run --workloads parquet --latency-ms 0 50  # one workload, other latencies",
+        "python -m benchmarks.run --render-only benchmarks/results/RUN.json  # the page again from saved numbers",
+        "```",
+        "",
+        "A contender is one line in its workload's table (`benchmarks/workloads/`); an option the installed "
+        "library does not know fails the run rather than being skipped.",
         "",
     ]
     return "\n".join(lines)
 
 
-def render_page(info: RunInfo, results: list[WorkloadRuns]) -> str:
-    header = "\n".join(
-        [
-            "# Benchmarks",
-            "",
-            "Our reader strategies side by side with plain s3fs and torch's `FsspecReader`, in one run, on a local "
-            "moto S3 server. This page is written by `benchmarks/run.py`; rerun it rather than editing by hand. "
-            "The raw numbers of every run are in `benchmarks/results/` (not committed).",
-            "",
-            "Produced by:",
-            "",
-            "```bash",
-            info.command,
-            "```",
-            "",
-            f"on {info.date}, in {info.wall_seconds / 60:.1f} minutes including setup.",
-            "",
-        ]
-    )
-    sections = [header, _glance_section(results), _setup_section(info), *[workload_section(r) for r in results]]
+def render_page(info: RunInfo, results: list[WorkloadRuns], plot_name: str | None) -> str:
+    header = [
+        "# Benchmarks",
+        "",
+        "Our reader strategies side by side with s3fs, torch's `FsspecReader` and s3torchconnector (s3tc), and a "
+        "boto3 ceiling, in one run, on local S3 servers. This page is written by `benchmarks/run.py`; rerun it "
+        "rather than editing by hand. The raw numbers of every run are in `benchmarks/results/` (not committed).",
+        "",
+        "Produced by:",
+        "",
+        "```bash",
+        info.command,
+        "```",
+        "",
+        f"on {info.date}, in {info.wall_seconds / 60:.1f} minutes including setup.",
+        "",
+    ]
+    if plot_name:
+        header += [f"![median seconds per workload and reader]({plot_name})", ""]
+    sections = ["\n".join(header), _glance_section(results), _setup_section(info), _running_section()]
+    sections += [workload_section(r) for r in results]
     return "\n".join(sections).rstrip() + "\n"

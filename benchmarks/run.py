@@ -1,21 +1,24 @@
-"""Run every workload against every contender on a local moto S3 server, and write the results table.
+"""Run every workload against every contender on local S3 servers, and write the results page and plot.
 
-    python -m benchmarks.run            # the published table: docs/benchmarks.md (a few minutes)
-    python -m benchmarks.run --quick    # a smoke run in well under a minute
+    python -m benchmarks.run            # the published page: docs/benchmarks.md and .png (about 15 minutes)
+    python -m benchmarks.run --quick    # a smoke run in under 2 minutes
 
-Raw results go to ``benchmarks/results/`` as JSON.
+Timed runs go to s3rver (direct, and through the latency proxy for the DCP and
+parquet workloads), one counted run per contender to moto. Raw results go to
+``benchmarks/results/`` as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,52 +28,73 @@ if __name__ == "__main__" and not __package__:
 
 import s3fs
 
-from benchmarks.config import MIB, Context, Sizes
+from benchmarks.clients import UPLOAD_OPTIONS
+from benchmarks.config import MIB, Context, Endpoint, Sizes
 from benchmarks.environment import describe_machine, load_average
+from benchmarks.latency_proxy import LatencyProxy
 from benchmarks.measure import RunResult
 from benchmarks.report import ContenderRuns, RunInfo, WorkloadRuns, render_page, runs_from_json, runs_to_json
 from benchmarks.runners import REPO_ROOT, BenchmarkFailed, Runner, start_runner
-from benchmarks.server import probe_server, start_server, warn_if_unpatched
+from benchmarks.servers import (
+    S3rver,
+    ServerProbe,
+    moto_endpoint,
+    probe_server,
+    read_counts,
+    s3rver_endpoint,
+    start_moto,
+)
 from benchmarks.trial import Contender, Workload
 from benchmarks.workloads import WORKLOAD_KEYS, get_workload
 
 BUCKET = "fsspec-s3reader-bench"
 RESULTS_DIRECTORY = REPO_ROOT / "benchmarks" / "results"
+PROBE_OBJECT_BYTES = 16 * MIB
+"""What the probe's small GETs read from; on s3rver their cost does not depend on the object's size."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description="Compare our reader strategies with s3fs and torch's FsspecReader on a local moto S3 server.",
+        description="Compare our reader strategies with s3fs, torch's FsspecReader, s3torchconnector and a boto3 "
+        "ceiling on local S3 servers (s3rver timed, moto counted).",
     )
     parser.add_argument("--quick", action="store_true", help="small data, 1 repeat, in-process: a smoke run")
     parser.add_argument("--repeats", type=int, help="measured runs per contender (default 3; quick 1)")
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="first-byte latencies the DCP and parquet workloads are timed at (default 0 20; quick 0)",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs per contender first (default 1)")
     parser.add_argument("--object-mib", type=int, help="size of the object of workloads 1 and 2 (default 256)")
-    parser.add_argument("--random-reads", type=int, help="number of small reads in workload 2 (default 200)")
+    parser.add_argument("--random-reads", type=int, help="number of small reads at random offsets (default 200)")
     parser.add_argument("--random-read-kib", type=int, help="size of each small read (default 4)")
-    parser.add_argument("--parquet-rows", type=int, help="rows of the 16-column float table (default 640000)")
-    parser.add_argument("--dcp-layers", type=int, help="Linear layers in the checkpointed model (default 6)")
+    parser.add_argument("--parquet-rows", type=int, help="rows of the 20-column float table (default 1415000)")
+    parser.add_argument("--dcp-layers", type=int, help="Linear layers in the checkpointed model (default 8)")
+    parser.add_argument("--small-objects", type=int, help="number of small objects (default 500)")
     parser.add_argument("--dcp-width", type=int, help="width of each Linear layer (default 2048)")
     parser.add_argument("--workloads", nargs="+", choices=WORKLOAD_KEYS, default=list(WORKLOAD_KEYS))
     parser.add_argument(
         "--contenders",
         nargs="+",
         metavar="KEY",
-        help="run only these contender keys (each workload keeps its baseline)",
+        help="run only these contender keys",
     )
     isolation = parser.add_mutually_exclusive_group()
     isolation.add_argument(
         "--isolate", dest="isolate", action="store_true", default=None, help="a process per contender (default)"
     )
     isolation.add_argument(
-        "--in-process", dest="isolate", action="store_false", help="all in this process (quick's default)"
+        "--in-process", dest="isolate", action="store_false", help="all in this process (quick's default; no peak RSS)"
     )
-    parser.add_argument("--unpatched-moto", action="store_true", help="serve ranged GETs as stock moto does (slow)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument(
         "--markdown", type=Path, help="where the page goes (default docs/benchmarks.md; quick: results dir)"
     )
+    parser.add_argument("--plot", type=Path, help="where the figure goes (default: beside the page, .png)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIRECTORY)
     parser.add_argument(
         "--render-only",
@@ -80,15 +104,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.isolate is None:
+        # Quick: one interpreter imports torch once, instead of one per contender (peak RSS is then not reported).
         args.isolate = not args.quick
+    if args.latency_ms is None:
+        args.latency_ms = [0] if args.quick else [0, 20]
+    args.latency_ms = sorted(set(args.latency_ms) | {0})
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     if args.markdown is None:
         args.markdown = (
             RESULTS_DIRECTORY / "benchmarks-quick.md" if args.quick else REPO_ROOT / "docs" / "benchmarks.md"
         )
-    if args.repeats < 1 or args.warmup < 0:
-        parser.error("--repeats must be at least 1 and --warmup at least 0")
+    if args.plot is None:
+        args.plot = args.markdown.with_suffix(".png")
+    if args.repeats < 1 or args.warmup < 0 or min(args.latency_ms) < 0:
+        parser.error("--repeats must be at least 1, --warmup and --latency-ms at least 0")
     known = {c.key for key in args.workloads for c in get_workload(key).contenders}
     unknown = sorted(set(args.contenders or ()) - known)
     if unknown:
@@ -104,6 +134,7 @@ def sizes_from_args(args: argparse.Namespace) -> Sizes:
         "random_read_bytes": args.random_read_kib * 1024 if args.random_read_kib else None,
         "parquet_rows": args.parquet_rows,
         "dcp_layers": args.dcp_layers,
+        "small_objects": args.small_objects,
         "dcp_width": args.dcp_width,
     }
     return dataclasses.replace(sizes, **{name: value for name, value in overrides.items() if value is not None})
@@ -112,48 +143,82 @@ def sizes_from_args(args: argparse.Namespace) -> Sizes:
 def selected_contenders(workload: Workload, wanted: Sequence[str] | None) -> list[Contender]:
     if not wanted:
         return list(workload.contenders)
-    return [c for c in workload.contenders if c.key in wanted or c.key == workload.baseline]
+    return [c for c in workload.contenders if c.key in wanted]
 
 
-def _take_turns(runners: list[tuple[Contender, Runner]], runs: dict[str, list[RunResult]], repeats: int) -> None:
+Runners = list[tuple[Contender, Runner]]
+
+
+def _print_run(contender: Contender, endpoint: str, result: RunResult, note: str = "") -> None:
+    counts = result.server_counts
+    counted = (
+        f"  GET {counts['get_requests']:<5} HEAD {counts['head_requests']:<3} {counts['get_bytes'] / MIB:9.1f} MiB"
+        if counts is not None
+        else note
+    )
+    print(f"    {contender.key:<24} {endpoint:<12} {result.seconds:8.3f} s{counted}", flush=True)
+
+
+def _take_turns(runners: Runners, endpoint: str, repeats: int) -> dict[str, list[RunResult]]:
     """Measured runs, one per contender per round, each round starting one contender later."""
+    runs: dict[str, list[RunResult]] = {contender.key: [] for contender, _ in runners}
     for round_number in range(repeats):
         shift = round_number % len(runners)
         for contender, runner in runners[shift:] + runners[:shift]:
             cap = contender.measured_runs
             if cap is not None and len(runs[contender.key]) >= cap:
                 continue
-            result = runner.run()
+            result = runner.run(endpoint)
             runs[contender.key].append(result)
-            print(
-                f"    {contender.key:<20} {result.seconds:8.3f} s  GET {result.get_requests:<5} "
-                f"HEAD {result.head_requests:<3} {result.get_bytes / MIB:9.1f} MiB",
-                flush=True,
-            )
+            _print_run(contender, endpoint, result)
+    return runs
 
 
-def _warm_up(runners: list[tuple[Contender, Runner]], count: int) -> dict[str, list[RunResult]]:
+def _warm_up(runners: Runners, endpoint: str, count: int) -> dict[str, list[RunResult]]:
     """Unmeasured runs: connections opened, lazy imports done, caches of the libraries filled."""
     warmups: dict[str, list[RunResult]] = {}
     for contender, runner in runners:
-        runs = 0 if contender.measured_runs is not None else count
-        warmups[contender.key] = [runner.run() for _ in range(runs)]
+        warmups[contender.key] = []
+        for _ in range(0 if contender.measured_runs is not None else count):
+            warmups[contender.key].append(runner.run(endpoint))
+            _print_run(contender, endpoint, warmups[contender.key][-1], "  (warm-up)")
     return warmups
+
+
+def _count(runners: Runners, counting: Endpoint) -> dict[str, RunResult]:
+    """One run per contender on the counting server, with what the server counted during it."""
+    counted = {}
+    for contender, runner in runners:
+        before = read_counts(counting.url)
+        result = runner.run(counting.name)
+        server = read_counts(counting.url) - before
+        counted[contender.key] = dataclasses.replace(result, server_counts=dataclasses.asdict(server))
+        _print_run(contender, counting.name, counted[contender.key])
+    return counted
+
+
+def timing_endpoints(workload: Workload, ctx: Context) -> list[str]:
+    return [e.name for e in ctx.endpoints if not e.counted and (e.latency_ms == 0 or workload.latency_sensitive)]
 
 
 def run_workload(workload: Workload, ctx: Context, args: argparse.Namespace, needed_bytes: int) -> WorkloadRuns:
     contenders = selected_contenders(workload, args.contenders)
     started = time.perf_counter()
     print(f"== {workload.key}: {len(contenders)} contenders", flush=True)
-    runners: list[tuple[Contender, Runner]] = []
+    runners: Runners = []
+    endpoints = timing_endpoints(workload, ctx)
     try:
         for contender in contenders:  # workers start side by side and set up while the others do
             runners.append((contender, start_runner(workload.key, contender.key, ctx, isolate=args.isolate)))
         for _, runner in runners:
             runner.wait_ready()
-        warmups = _warm_up(runners, args.warmup)
-        measured: dict[str, list[RunResult]] = {c.key: [] for c in contenders}
-        _take_turns(runners, measured, args.repeats)
+        warmups, timed = {}, {}
+        for endpoint in endpoints:
+            # Imports, caches and the trials' data are warm after the first endpoint; a connection
+            # through the latency proxy costs nothing extra to open (only responses are held back).
+            warmups[endpoint] = _warm_up(runners, endpoint, args.warmup if endpoint == endpoints[0] else 0)
+            timed[endpoint] = _take_turns(runners, endpoint, args.repeats)
+        counted = _count(runners, next(e for e in ctx.endpoints if e.counted))
     finally:
         for _, runner in runners:
             runner.close()
@@ -161,24 +226,58 @@ def run_workload(workload: Workload, ctx: Context, args: argparse.Namespace, nee
     return WorkloadRuns(
         workload=workload,
         needed_bytes=needed_bytes,
+        timing_endpoints=endpoints,
         contenders=[
-            ContenderRuns(c.key, c.label, warmups[c.key], measured[c.key], memory_isolated=args.isolate)
+            ContenderRuns(
+                key=c.key,
+                kind=c.kind,
+                label=c.label,
+                warmup={e: warmups[e][c.key] for e in endpoints},
+                timed={e: timed[e][c.key] for e in endpoints},
+                counted=counted[c.key],
+                memory_isolated=args.isolate,
+            )
             for c in contenders
         ],
     )
 
 
+def upload_filesystem(endpoint: Endpoint) -> s3fs.S3FileSystem:
+    return s3fs.S3FileSystem(skip_instance_cache=True, **endpoint.storage_options, **UPLOAD_OPTIONS)
+
+
 def prepare_data(ctx: Context, workloads: list[Workload]) -> dict[str, int]:
-    """Store every workload's data once, and learn how many bytes each needs at the least."""
-    # Checksums on upload only slow moto down; the benchmark verifies every byte it reads anyway.
-    fs = s3fs.S3FileSystem(
-        skip_instance_cache=True,
-        config_kwargs={"request_checksum_calculation": "when_required"},
-        **ctx.storage_options,
-    )
-    if not fs.exists(ctx.bucket):
-        fs.mkdir(ctx.bucket)
-    return {workload.key: workload.prepare(ctx, fs) for workload in workloads}
+    """Store every workload's data on each server, and learn how many bytes each needs at the least."""
+    needed: dict[str, int] = {}
+    for endpoint in ctx.endpoints:
+        if endpoint.latency_ms:
+            continue  # the same server as the direct endpoint
+        fs = upload_filesystem(endpoint)
+        if not fs.exists(ctx.bucket):
+            fs.mkdir(ctx.bucket)
+        for workload in workloads:
+            count = workload.prepare(ctx, endpoint, fs)
+            if needed.setdefault(workload.key, count) != count:
+                raise BenchmarkFailed(f"{workload.key}: the data stored on {endpoint.name} differs in layout")
+    return needed
+
+
+@contextlib.contextmanager
+def servers(latencies_ms: list[int]) -> Iterator[tuple[Endpoint, ...]]:
+    """moto (counted), s3rver (timed) and a latency proxy before s3rver per latency above 0; all stopped after."""
+    with contextlib.ExitStack() as stack:
+        moto = start_moto()
+        stack.callback(moto.stop)
+        s3rver = S3rver(BUCKET)
+        s3rver.start()
+        stack.callback(s3rver.stop)
+        endpoints = [moto_endpoint(moto.endpoint_url), s3rver_endpoint(s3rver.endpoint_url)]
+        for latency in latencies_ms:
+            if latency > 0:
+                proxy = LatencyProxy(s3rver.port, latency)
+                stack.callback(proxy.stop)
+                endpoints.append(s3rver_endpoint(proxy.endpoint_url, latency))
+        yield tuple(endpoints)
 
 
 def write_outputs(args: argparse.Namespace, info: RunInfo, results: list[WorkloadRuns]) -> Path:
@@ -187,65 +286,80 @@ def write_outputs(args: argparse.Namespace, info: RunInfo, results: list[Workloa
     json_path: Path = args.results_dir / f"{stamp}-{'quick' if args.quick else 'full'}.json"
     payload: dict[str, Any] = {"run": dataclasses.asdict(info), "workloads": [runs_to_json(r) for r in results]}
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
-    args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text(render_page(info, results))
+    write_page(args.markdown, args.plot, info, results)
     return json_path
 
 
-def render_saved(results_file: Path, markdown: Path) -> None:
-    """Write the page for a saved run: its numbers, its command line, its date."""
+def write_page(markdown: Path, plot: Path, info: RunInfo, results: list[WorkloadRuns]) -> None:
+    from benchmarks.plot import write_plot
+
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    write_plot(results, plot)
+    relative = plot.name if plot.parent.resolve() == markdown.parent.resolve() else str(plot.resolve())
+    markdown.write_text(render_page(info, results, relative))
+
+
+def render_saved(results_file: Path, markdown: Path, plot: Path) -> None:
+    """Write the page and plot for a saved run: its numbers, its command line, its date."""
     payload = json.loads(results_file.read_text())
     info = RunInfo(**payload["run"])
     results = [runs_from_json(raw, get_workload(raw["workload"])) for raw in payload["workloads"]]
-    markdown.write_text(render_page(info, results))
+    write_page(markdown, plot, info, results)
 
 
 def main(argv: Sequence[str] | None = None, invoked_as: str = "python -m benchmarks.run") -> int:
     args = parse_args(argv)
     if args.render_only:
-        render_saved(args.render_only, args.markdown)
-        print(f"wrote {args.markdown} from {args.render_only}")
+        render_saved(args.render_only, args.markdown, args.plot)
+        print(f"wrote {args.markdown} and {args.plot} from {args.render_only}")
         return 0
     started = time.perf_counter()
     load_before = load_average()
+    machine = describe_machine()  # before the run: the code measured is the code at its start
     sizes = sizes_from_args(args)
     workloads = [get_workload(key) for key in args.workloads]
-    server = start_server(patch_ranges=not args.unpatched_moto)
+    latencies = args.latency_ms if any(w.latency_sensitive for w in workloads) else [0]
     try:
-        ctx = Context(storage_options=server.storage_options, bucket=BUCKET, sizes=sizes, seed=args.seed)
-        print(f"S3 server at {server.endpoint_url}; storing the data ...", flush=True)
-        needed = prepare_data(ctx, workloads)
-        print(f"stored in {time.perf_counter() - started:.1f} s", flush=True)
-        probe = probe_server(s3fs.S3FileSystem(skip_instance_cache=True, **ctx.storage_options), ctx.object_path)
-        warn_if_unpatched(probe, patched=not args.unpatched_moto)
-        print(
-            f"server: ranged 4 KiB GET {probe.small_get_ms:.1f} ms ({probe.concurrent_small_get_ms:.1f} ms each when "
-            f"concurrent), HEAD {probe.head_ms:.1f} ms",
-            flush=True,
-        )
-        results = [run_workload(w, ctx, args, needed[w.key]) for w in workloads]
+        with servers(latencies) as endpoints:
+            ctx = Context(endpoints=endpoints, bucket=BUCKET, sizes=sizes, seed=args.seed)
+            print(f"servers: {', '.join(f'{e.name} {e.url}' for e in endpoints)}; storing the data ...", flush=True)
+            needed = prepare_data(ctx, workloads)
+            print(f"stored in {time.perf_counter() - started:.1f} s", flush=True)
+            probe = _probe(ctx)
+            results = [run_workload(w, ctx, args, needed[w.key]) for w in workloads]
     except BenchmarkFailed as failure:
         print(f"BENCHMARK FAILED, nothing written: {failure}", file=sys.stderr)
         return 1
-    finally:
-        server.stop()
     info = RunInfo(
         command=" ".join([invoked_as, *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
         date=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         wall_seconds=time.perf_counter() - started,
-        machine=describe_machine(),
+        machine=machine,
         load_before=load_before,
         load_after=load_average(),
         probe=dataclasses.asdict(probe),
-        moto_patched=not args.unpatched_moto,
+        latencies_ms=latencies,
         isolated=args.isolate,
         warmup=args.warmup,
         repeats=args.repeats,
         sizes=dataclasses.asdict(sizes),
     )
     json_path = write_outputs(args, info, results)
-    print(f"wrote {args.markdown} and {json_path}")
+    print(f"wrote {args.markdown}, {args.plot} and {json_path} in {info.wall_seconds:.0f} s")
     return 0
+
+
+def _probe(ctx: Context) -> ServerProbe:
+    fs = upload_filesystem(ctx.endpoint("s3rver"))
+    path = f"{ctx.bucket}/probe.bin"
+    fs.pipe_file(path, bytes(PROBE_OBJECT_BYTES))
+    probe = probe_server(fs, path)
+    print(
+        f"s3rver: ranged 4 KiB GET {probe.small_get_ms:.1f} ms ({probe.concurrent_small_get_ms:.1f} ms each when "
+        f"concurrent), HEAD {probe.head_ms:.1f} ms",
+        flush=True,
+    )
+    return probe
 
 
 if __name__ == "__main__":

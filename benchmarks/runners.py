@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .config import Context
-from .measure import RunResult, measure
-from .worker import build_trial
+from .measure import RunResult
+from .servers import die_with_parent
+from .worker import ContenderTrials
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +27,7 @@ class Runner(Protocol):
 
     def wait_ready(self) -> None: ...
 
-    def run(self) -> RunResult: ...
+    def run(self, endpoint: str) -> RunResult: ...
 
     def close(self) -> None: ...
 
@@ -38,22 +39,19 @@ class InProcessRunner:
 
     def __init__(self, workload_key: str, contender_key: str, ctx: Context) -> None:
         self._name = f"{workload_key}/{contender_key}"
-        try:
-            self._trial = build_trial(workload_key, contender_key, ctx)
-        except Exception as exc:
-            raise BenchmarkFailed(f"{self._name}: {type(exc).__name__}: {exc}") from exc
+        self._trials = ContenderTrials(workload_key, contender_key, ctx)
 
     def wait_ready(self) -> None:
-        """Nothing to wait for: the trial was built in the constructor."""
+        """Nothing to wait for: each trial is built on its first run."""
 
-    def run(self) -> RunResult:
+    def run(self, endpoint: str) -> RunResult:
         try:
-            return measure(self._trial)
+            return self._trials.run(endpoint)
         except Exception as exc:
-            raise BenchmarkFailed(f"{self._name}: {type(exc).__name__}: {exc}") from exc
+            raise BenchmarkFailed(f"{self._name} on {endpoint}: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
-        del self._trial
+        del self._trials
 
 
 class WorkerProcessRunner:
@@ -72,14 +70,16 @@ class WorkerProcessRunner:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            # A worker must not outlive a driver that was killed (it would hold its memory for nothing).
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         self._send(ctx.to_json())
 
     def wait_ready(self) -> None:
         self._receive("ready")
 
-    def run(self) -> RunResult:
-        self._send("run")
+    def run(self, endpoint: str) -> RunResult:
+        self._send(f"run {endpoint}")
         return RunResult.from_dict(self._receive("result"))
 
     def close(self) -> None:

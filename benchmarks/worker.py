@@ -6,8 +6,9 @@ another contender is in the way. The driver keeps all of a workload's workers
 alive and asks them for runs in turn, so slow drift on the machine is shared.
 
 Protocol, one JSON object per line: the driver writes the context, then
-``run`` or ``quit`` lines; the worker answers ``{"ready": ...}`` once and one
-``{"result": ...}`` or ``{"error": ...}`` per run.
+``run ENDPOINT`` or ``quit`` lines; the worker answers ``{"ready": ...}`` once
+and one ``{"result": ...}`` or ``{"error": ...}`` per run. The trial for an
+endpoint is built on its first run there, outside the clock.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import traceback
 from typing import IO, Any
 
 from .config import Context
-from .measure import measure
+from .measure import RunResult, measure
 from .trial import Trial
 from .workloads import get_workload
 
@@ -39,12 +40,23 @@ def _send(channel: IO[str], message: dict[str, Any]) -> None:
     channel.flush()
 
 
-def build_trial(workload_key: str, contender_key: str, ctx: Context) -> Trial:
-    trial = get_workload(workload_key).contender(contender_key).build(ctx)
-    # Everything alive now (modules, the expected data, the trial) lives to the end: exempt it from
-    # garbage collection, so that the collection before each run scans only what runs left behind.
-    gc.freeze()
-    return trial
+class ContenderTrials:
+    """One contender's trials in this process, one per endpoint, each built when first run."""
+
+    def __init__(self, workload_key: str, contender_key: str, ctx: Context) -> None:
+        self._contender = get_workload(workload_key).contender(contender_key)
+        self._ctx = ctx
+        self._trials: dict[str, Trial] = {}
+
+    def run(self, endpoint_name: str) -> RunResult:
+        trial = self._trials.get(endpoint_name)
+        if trial is None:
+            trial = self._contender.build(self._ctx, self._ctx.endpoint(endpoint_name))
+            self._trials[endpoint_name] = trial
+            # Everything alive now (modules, the expected data, the trial) lives to the end: exempt it from
+            # garbage collection, so that the collection before each run scans only what runs left behind.
+            gc.freeze()
+        return measure(trial, endpoint_name)
 
 
 def serve(workload_key: str, contender_key: str) -> int:
@@ -52,12 +64,15 @@ def serve(workload_key: str, contender_key: str) -> int:
     try:
         ctx = Context.from_json(sys.stdin.readline())
         started = time.perf_counter()
-        trial = build_trial(workload_key, contender_key, ctx)
+        trials = ContenderTrials(workload_key, contender_key, ctx)
         _send(channel, {"ready": True, "setup_seconds": time.perf_counter() - started})
         for command in sys.stdin:
-            if command.strip() == "quit":
+            words = command.split()
+            if words == ["quit"]:
                 return 0
-            _send(channel, {"result": measure(trial).to_dict()})
+            if len(words) != 2 or words[0] != "run":
+                raise ValueError(f"the worker understands 'run ENDPOINT' and 'quit', not {command.strip()!r}")
+            _send(channel, {"result": trials.run(words[1]).to_dict()})
     except Exception as exc:
         _send(channel, {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
         return 1

@@ -11,11 +11,12 @@ import importlib
 from ..trial import Workload
 
 _MODULE_OF = {
-    "full_read": "objects",
-    "random_reads": "objects",
-    "parquet": "parquet",
     "dcp_full": "checkpoint",
     "dcp_partial": "checkpoint",
+    "parquet": "parquet",
+    "random_reads": "objects",
+    "full_read": "objects",
+    "small_objects": "objects",
 }
 
 WORKLOAD_KEYS = tuple(_MODULE_OF)
