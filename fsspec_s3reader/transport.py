@@ -54,6 +54,7 @@ DEFAULT_PART_SIZE = 8 * 1024 * 1024
 DEFAULT_MAX_PARTS_IN_FLIGHT = 8
 """Concurrent GETs per stream; with the default part size, a 64 MiB memory window."""
 
+
 _T = TypeVar("_T")
 
 
@@ -261,6 +262,38 @@ async def _read_pieces(
         progress()
 
 
+def slice_received(chunks: list[bytes], start: int, end: int) -> list[bytes | memoryview]:
+    """The bytes ``[start, end)`` of consecutive chunks that begin at offset 0, as views where cut."""
+    pieces: list[bytes | memoryview] = []
+    offset = 0
+    for chunk in chunks:
+        chunk_end = offset + len(chunk)
+        if chunk_end > start and offset < end:
+            if start <= offset and chunk_end <= end:
+                pieces.append(chunk)
+            else:
+                pieces.append(memoryview(chunk)[max(start - offset, 0) : min(end, chunk_end) - offset])
+        offset = chunk_end
+    return pieces
+
+
+class _KeptThenStreamed(Iterator[bytes]):
+    """Bytes already in memory, then a stream of the rest; closing it closes the stream."""
+
+    def __init__(self, kept: list[bytes | memoryview], rest: _PartStream) -> None:
+        self._kept = deque(kept)
+        self._rest = rest
+
+    def __next__(self) -> bytes:
+        if self._kept:
+            return self._kept.popleft()  # type: ignore[return-value]  # readers take any bytes-like chunk
+        return next(self._rest)
+
+    def close(self) -> None:
+        self._kept.clear()
+        self._rest.close()
+
+
 def validate_part_settings(part_size: int, max_parts_in_flight: int) -> None:
     """Refuse part settings that could never fetch anything."""
     for name, value in (("part_size", part_size), ("max_parts_in_flight", max_parts_in_flight)):
@@ -315,8 +348,13 @@ class S3ObjectTransport:
         max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT,
         retry_policy: RetryPolicy | None = None,
         request_kwargs: dict[str, Any] | None = None,
+        first_get_size: int = 0,
     ) -> None:
         validate_part_settings(part_size, max_parts_in_flight)
+        self._first_get_size = first_get_size
+        # The object's first bytes, received by the GET that told us its size.
+        self._head_bytes: list[bytes] = []
+        self._head_length = 0
         self._fs = fs
         self.bucket = bucket
         self.key = key
@@ -341,15 +379,22 @@ class S3ObjectTransport:
     # -- the protocol readers see ------------------------------------------------
 
     def get_object_info(self) -> ObjectInfo:
-        """Size, ETag and version of the object; one HEAD the first time, cached after.
+        """Size, ETag and version of the object; asked once, cached after.
 
-        A GET that already ran may have told us the size (``Content-Range``), in
-        which case no HEAD is sent at all.
+        With ``first_get_size`` > 0, asked with a GET of the object's first
+        ``first_get_size`` bytes rather than a HEAD: the answer's ``Content-Range`` tells the size, and the
+        bytes are kept for the reads that usually follow (a small object is
+        then read with one request instead of two). An empty object, which has
+        no first byte to ask for, is asked with a HEAD. A GET that already ran
+        may have told us the size, in which case nothing is sent at all.
         """
         if self._info is None:
             self._refuse_the_event_loop()
-            response = sync(self._fs.loop, self._head)
-            self._learn(response, int(response["ContentLength"]))
+            if self._first_get_size > 0:
+                sync(self._fs.loop, self._get_head_bytes)
+            if self._info is None:
+                response = sync(self._fs.loop, self._head)
+                self._learn(response, int(response["ContentLength"]))
         assert self._info is not None
         return self._info
 
@@ -362,7 +407,14 @@ class S3ObjectTransport:
         """
         if start < 0 or end < start:
             raise ValueError(f"invalid byte range [{start}, {end}) for {self.uri}")
-        return _PartStream(self, split_into_parts(start, end, self._part_size))
+        kept_to = min(end, self._head_length)
+        if start >= kept_to:
+            return _PartStream(self, split_into_parts(start, end, self._part_size))
+        # The start of the range was received with the object's size: hand it
+        # out from memory, and fetch only the rest (started now, as always).
+        kept = slice_received(self._head_bytes, start, kept_to)
+        rest = _PartStream(self, split_into_parts(kept_to, end, self._part_size))
+        return _KeptThenStreamed(kept, rest)
 
     # -- internals -----------------------------------------------------------------
 
@@ -489,8 +541,14 @@ class S3ObjectTransport:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
-    def _check_served_range(self, response: dict[str, Any], start: int, end: int, what: str) -> None:
-        """Accept a GET's response only if it holds the bytes asked for; learn the object's size from it."""
+    def _check_served_range(
+        self, response: dict[str, Any], start: int, end: int, what: str, up_to_object_end: bool = False
+    ) -> int:
+        """Accept a GET's response only if it holds the bytes asked for; learn the object's size from it.
+
+        Returns where the served bytes end: ``end``, or the object's end when
+        ``up_to_object_end`` allows the answer to stop there.
+        """
         served = _parse_content_range(response.get("ContentRange"))
         if served is None or served[0] != start:
             # Without this check a server (or proxy) that ignores Range would
@@ -501,12 +559,40 @@ class S3ObjectTransport:
                 f"{response.get('ContentRange') or 'without a Content-Range'}; it does not honour ranged GETs",
             )
         self._learn(response, served[2])
+        if up_to_object_end and served[1] < end and served[1] == served[2]:
+            return served[1]
         if served[1] != end:
             raise IncompleteObjectError(
                 errno.EIO,
                 f"{what} runs past the end of {self.uri} (object size {served[2]}); "
                 "the object is shorter than expected",
             )
+        return end
+
+    async def _get_head_bytes(self) -> None:
+        """GET the first bytes (as many as there are, up to ``first_get_size``), learning size and ETag."""
+        chunks: list[bytes] = []
+
+        def end() -> int:
+            return min(self._first_get_size, self._info.size) if self._info else self._first_get_size
+
+        def unread() -> tuple[int, int]:
+            return sum(len(chunk) for chunk in chunks), end()
+
+        async def get_rest(attempt: int) -> list[bytes]:
+            rest = unread()[0]
+            if rest < end():
+                await self._get_into(chunks, rest, end(), attempt, up_to_object_end=True)
+            return chunks
+
+        try:
+            await self._with_retries(get_rest, unread)
+        except IncompleteObjectError:
+            # 416: an empty object has no byte 0 to ask for; the HEAD will tell its size.
+            logger.debug("%s: no first byte to GET (an empty object?); asking with HEAD", self.uri)
+            return
+        self._head_bytes = chunks
+        self._head_length = sum(len(chunk) for chunk in chunks)
 
     async def _get_part(self, start: int, end: int) -> list[bytes]:
         """The bytes ``[start, end)`` as received; a retry asks only for the bytes not yet received."""
@@ -523,8 +609,14 @@ class S3ObjectTransport:
 
         return await self._with_retries(get_rest, unread)
 
-    async def _get_into(self, chunks: list[bytes], start: int, end: int, attempt: int) -> None:
-        """One ranged GET of ``[start, end)``, its body appended to ``chunks`` as it arrives."""
+    async def _get_into(
+        self, chunks: list[bytes], start: int, end: int, attempt: int, *, up_to_object_end: bool = False
+    ) -> None:
+        """One ranged GET of ``[start, end)``, its body appended to ``chunks`` as it arrives.
+
+        ``up_to_object_end`` accepts an answer that stops at the object's end
+        before ``end`` (the first GET, which does not know the size yet).
+        """
         what = f"bytes [{start}, {end})"
         kwargs = self._request_kwargs()
         kwargs["Range"] = f"bytes={start}-{end - 1}"
@@ -537,8 +629,8 @@ class S3ObjectTransport:
             response = await asyncio.wait_for(self._fs._call_s3("get_object", **kwargs), timeout)
         body = response["Body"]
         try:
-            self._check_served_range(response, start, end, what)
-            await _read_body_into(chunks, body, end - start, timeout)
+            served_end = self._check_served_range(response, start, end, what, up_to_object_end)
+            await _read_body_into(chunks, body, served_end - start, timeout)
         finally:
             body.close()
             logger.debug(

@@ -31,7 +31,9 @@ def test_forward_reads_stream_with_a_doubling_readahead() -> None:
 def test_the_next_stream_is_requested_before_the_reads_need_it() -> None:
     source = MemorySource(DATA, chunk_size=64)
     reader = _reader(source, first_readahead=1000)
-    reader.read(600)  # past the middle of the first stream's 1000 bytes
+    reader.read(600)  # past the middle of the first stream's 1000 bytes, but one read says little
+    assert source.requests == [(0, 1000)]
+    reader.read(10)  # a second read going on: now the next stream starts ahead of need
     assert source.requests == [(0, 1000), (1000, 3000)]
 
 

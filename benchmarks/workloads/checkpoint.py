@@ -21,7 +21,7 @@ from torch.distributed.checkpoint._nested_dict import flatten_state_dict
 from torch.distributed.checkpoint.state_dict_loader import load
 from torch.distributed.checkpoint.state_dict_saver import save
 
-from fsspec_s3reader import S3ReaderConstructor, S3StorageReader, S3StorageWriter, TransferStats
+from fsspec_s3reader import S3StorageReader, S3StorageWriter, TransferStats
 
 from ..clients import UPLOAD_OPTIONS, RangeFetcher, s3tc_client, storage_options_with_counter
 from ..config import Context, Endpoint, Sizes
@@ -260,12 +260,6 @@ def _contenders(model_only: bool) -> tuple[Contender, ...]:
             _torch_reader("s3reader", reader="sequential"),
         ),
         ("dcp_optimized", "ours", "`S3StorageReader` (default `dcp_optimized()`)", _our_reader()),
-        (
-            "dcp_optimized-gap0",
-            "ours",
-            "`S3StorageReader`, `dcp_optimized(max_gap_size=0)`",
-            _our_reader(lambda: S3ReaderConstructor.dcp_optimized(max_gap_size=0)),
-        ),
         ("dcp_optimized-nonatomic", "ours", "`S3StorageReader(atomic=False)`", _our_reader(atomic=False)),
         ("ceiling", "ceiling", "boto3: exact item ranges, 8 threads, `torch.load` each", _ceiling),
     ]
@@ -288,7 +282,8 @@ _NOTES_COMMON = (
     " (s3fs: 50 MiB past each miss) or a read buffer (`range_based`: 8 MiB per small read) turns each of those jumps "
     "into a fetch of bytes it later fetches again. `sequential` streams each file once from its start as far as the "
     "reads reach. `S3StorageReader` sorts the plan and hands its byte ranges to the `dcp_optimized` reader before the "
-    "first read, so it fetches only planned items, ranges closer than `max_gap_size` in one stream, and learns each "
+    "first read, so it fetches only planned items (a gap is read through only when cheaper than a new request: "
+    "2 MB by default), reads two files at once, fetches the next range groups ahead, and learns each "
     "file's size from its first GET (no HEAD). s3tc's `dcp_optimized()` does the same on its native client; its "
     "`sequential()` fetches each whole file and `range_based()` reads through an 8 MiB buffer. By default our "
     "`S3StorageReader` also stages the loaded data until every read has "

@@ -189,7 +189,10 @@ PARQUET = Workload(
             '`s3reader://`, `reader="range_based"`, `buffer_size=64 KiB`',
             _fsspec("s3reader", reader="range_based", buffer_size=64 * KIB),
         ),
-        Contender("sequential", "ours", "`s3reader://` (defaults: `sequential`)", _fsspec("s3reader"), as_shipped=True),
+        Contender("adaptive", "ours", "`s3reader://` (defaults: `adaptive`)", _fsspec("s3reader"), as_shipped=True),
+        Contender(
+            "sequential", "ours", '`s3reader://`, `reader="sequential"`', _fsspec("s3reader", reader="sequential")
+        ),
         Contender("ceiling", "ceiling", "boto3: footer + wanted chunks, 8 threads", CeilingParquetTrial),
     ),
     notes=(
@@ -197,7 +200,8 @@ PARQUET = Workload(
         " chunk (about 2.2 MiB here) in one read, from several threads in no fixed order (pre-buffering merges only "
         "chunks less than 8 KiB apart, and these are eleven chunks apart). Given a URL, pandas opens the file twice "
         "(once for the footer, once for the data); given a file object (s3tc) it opens nothing. `sequential` streams "
-        "each opened file from its start as far as the reads reach: nearly the whole file. A read smaller than the "
+        "each opened file from its start as far as the reads reach: nearly the whole file. `adaptive` (the default) "
+        "streams the footer read, then switches to ranged reads at the first jump back. A read smaller than the "
         "`range_based` buffer fills the whole buffer; a read at least as large bypasses it and is one exact GET. "
         "s3fs's read-ahead cache keeps one block and fetches a block past each miss (50 MiB by default, 1 MiB "
         "hand-tuned), so out-of-order reads make it fetch bytes again; how often depends on the threads' order, "

@@ -6,8 +6,9 @@ chunks). This reader starts by streaming and watches the reads::
 
     reads           [r0][r1] [r2][r3]..........                 (forward: keep streaming)
     streams         [64K)[128K)[ 256K )[    512K    )[ ... up to max_readahead
-                              ^ the next stream starts when reads pass the
-                                middle of the last one, so bytes are in flight
+                              ^ from the second read on, the next stream starts
+                                when reads pass the middle of the last one, so
+                                bytes are in flight before they are needed
     a read before what is kept, or beyond what was requested
                     -> random mode for good: each read is a ranged GET of
                        what it asks for (reads under ``buffer_size`` fetch a
@@ -80,6 +81,7 @@ class AdaptiveS3Reader(S3Reader):
         self._max_readahead = max(max_readahead, first_readahead)
         self._sequential = True
         self._started = False
+        self._forward_reads = 0
         # Received and not yet passed by the reads: chunk i begins at offset _chunk_starts[i].
         self._chunks: list[Chunk] = []
         self._chunk_starts: list[int] = []
@@ -105,7 +107,9 @@ class AdaptiveS3Reader(S3Reader):
         self._drop_before(start)
         self._receive_to(end)
         pieces = slice_chunks(self._chunks, self._chunk_starts, start, end)
-        self._request_ahead(end)
+        self._forward_reads += 1
+        if self._forward_reads > 1:  # one read says nothing of the next; a second one going on does
+            self._request_ahead(end)
         return pieces
 
     def _readline_step(self) -> int:

@@ -1,0 +1,85 @@
+"""``first_get_size``: an object's size learned from a GET of its first bytes, which are kept for the reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from file_model import assert_behaves_like_bytesio, object_bytes, operations
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fsspec_s3reader import S3ReaderFileSystem
+
+DATA = bytes(range(256)) * 1024  # 256 KiB
+
+
+def _fs(storage_options: dict[str, Any], first_get_size: int, **options: Any) -> S3ReaderFileSystem:
+    return S3ReaderFileSystem(skip_instance_cache=True, first_get_size=first_get_size, **storage_options, **options)
+
+
+def test_a_small_object_is_opened_and_read_with_one_get(storage_options: dict, bucket: str) -> None:
+    fs = _fs(storage_options, 64 * 1024)
+    fs.pipe_file(f"{bucket}/small", b"hello, world")
+    fs.reset_stats()
+    for reader in ("adaptive", "sequential", "range_based"):
+        with fs.open(f"{bucket}/small", "rb", reader=reader) as f:
+            assert f.read() == b"hello, world"
+    stats = fs.stats
+    assert (stats.get_requests, stats.head_requests) == (3, 0)
+    assert stats.bytes_fetched == 3 * len(b"hello, world")
+
+
+def test_the_first_bytes_are_not_fetched_twice(storage_options: dict, bucket: str) -> None:
+    fs = _fs(storage_options, 1000, reader="sequential", part_size=64 * 1024)
+    fs.pipe_file(f"{bucket}/big", DATA)
+    fs.reset_stats()
+    with fs.open(f"{bucket}/big", "rb") as f:
+        assert f.read() == DATA
+    assert fs.stats.head_requests == 0
+    assert fs.stats.bytes_fetched == len(DATA)
+
+
+def test_an_empty_object_is_asked_with_a_head(storage_options: dict, bucket: str) -> None:
+    fs = _fs(storage_options, 64 * 1024)
+    fs.pipe_file(f"{bucket}/empty", b"")
+    fs.reset_stats()
+    with fs.open(f"{bucket}/empty", "rb") as f:
+        assert f.read() == b""
+    assert fs.stats.head_requests == 1
+
+
+def test_a_missing_object_fails_at_open(storage_options: dict, bucket: str) -> None:
+    with pytest.raises(FileNotFoundError, match="missing"):
+        _fs(storage_options, 64 * 1024).open(f"{bucket}/missing", "rb")
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "64K"])
+def test_a_bad_first_get_size_is_refused_naming_it(storage_options: dict, value: object) -> None:
+    with pytest.raises(ValueError, match="first_get_size"):
+        _fs(storage_options, value)  # type: ignore[arg-type]
+
+
+@given(
+    data=object_bytes,
+    ops=operations,
+    first_get_size=st.sampled_from([1, 7, 64, 1000]),
+    reader=st.sampled_from([{"reader": "adaptive", "first_readahead": 16}, {"reader": "sequential"}, {}]),
+)
+def test_readers_over_a_first_get_match_bytesio(
+    storage_options: dict, bucket: str, data: bytes, ops: list, first_get_size: int, reader: dict
+) -> None:
+    fs = _fs(storage_options, first_get_size, part_size=32, **reader)
+    fs.pipe_file(f"{bucket}/object.bin", data)
+    with fs.open(f"{bucket}/object.bin", "rb") as f:
+        assert_behaves_like_bytesio(f, data, ops)
+
+
+@given(data=object_bytes, ops=operations, first_get_size=st.sampled_from([1, 7, 64, 1000]))
+def test_range_based_over_a_first_get_matches_bytesio(
+    storage_options: dict, bucket: str, data: bytes, ops: list, first_get_size: int
+) -> None:
+    fs = _fs(storage_options, first_get_size, reader="range_based", buffer_size=20, part_size=32)
+    fs.pipe_file(f"{bucket}/object.bin", data)
+    with fs.open(f"{bucket}/object.bin", "rb") as f:
+        assert_behaves_like_bytesio(f, data, ops)
