@@ -499,6 +499,9 @@ def render_page(info: RunInfo, results: list[WorkloadRuns], plot_name: str | Non
     ]
     if plot_name:
         header += [f"![median seconds per workload and reader]({plot_name})", ""]
-    sections = ["\n".join(header), _glance_section(results), _setup_section(info), _running_section()]
+    from .targets import targets_section  # it builds on this module's summaries
+
+    sections = ["\n".join(header), _glance_section(results), targets_section(results, info.sizes)]
+    sections += [_setup_section(info), _running_section()]
     sections += [workload_section(r) for r in results]
     return "\n".join(sections).rstrip() + "\n"
