@@ -27,6 +27,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import errno
+import itertools
 import logging
 import sys
 import threading
@@ -40,7 +41,7 @@ from botocore.exceptions import ClientError
 from fsspec.asyn import sync
 
 from .errors import IncompleteObjectError, ObjectChangedError, ReadRetriesExhaustedError
-from .protocol import ObjectInfo
+from .protocol import Chunk, ObjectInfo, slice_chunks
 from .retry import BodyEndedEarlyError, RetryPolicy, is_transient, single_attempt
 
 if TYPE_CHECKING:
@@ -262,31 +263,16 @@ async def _read_pieces(
         progress()
 
 
-def slice_received(chunks: list[bytes], start: int, end: int) -> list[bytes | memoryview]:
-    """The bytes ``[start, end)`` of consecutive chunks that begin at offset 0, as views where cut."""
-    pieces: list[bytes | memoryview] = []
-    offset = 0
-    for chunk in chunks:
-        chunk_end = offset + len(chunk)
-        if chunk_end > start and offset < end:
-            if start <= offset and chunk_end <= end:
-                pieces.append(chunk)
-            else:
-                pieces.append(memoryview(chunk)[max(start - offset, 0) : min(end, chunk_end) - offset])
-        offset = chunk_end
-    return pieces
-
-
-class _KeptThenStreamed(Iterator[bytes]):
+class _KeptThenStreamed(Iterator[Chunk]):
     """Bytes already in memory, then a stream of the rest; closing it closes the stream."""
 
-    def __init__(self, kept: list[bytes | memoryview], rest: _PartStream) -> None:
+    def __init__(self, kept: list[Chunk], rest: _PartStream) -> None:
         self._kept = deque(kept)
         self._rest = rest
 
-    def __next__(self) -> bytes:
+    def __next__(self) -> Chunk:
         if self._kept:
-            return self._kept.popleft()  # type: ignore[return-value]  # readers take any bytes-like chunk
+            return self._kept.popleft()
         return next(self._rest)
 
     def close(self) -> None:
@@ -354,6 +340,7 @@ class S3ObjectTransport:
         self._first_get_size = first_get_size
         # The object's first bytes, received by the GET that told us its size.
         self._head_bytes: list[bytes] = []
+        self._head_starts: list[int] = []
         self._head_length = 0
         self._fs = fs
         self.bucket = bucket
@@ -398,7 +385,7 @@ class S3ObjectTransport:
         assert self._info is not None
         return self._info
 
-    def get_stream(self, start: int, end: int) -> Iterator[bytes]:
+    def get_stream(self, start: int, end: int) -> Iterator[Chunk]:
         """Yield the bytes of ``[start, end)`` in order, as concurrent ranged GETs.
 
         The first GET is sent now, not at the first ``next()``: a reader that
@@ -412,7 +399,7 @@ class S3ObjectTransport:
             return _PartStream(self, split_into_parts(start, end, self._part_size))
         # The start of the range was received with the object's size: hand it
         # out from memory, and fetch only the rest (started now, as always).
-        kept = slice_received(self._head_bytes, start, kept_to)
+        kept = slice_chunks(self._head_bytes, self._head_starts, start, kept_to)
         rest = _PartStream(self, split_into_parts(kept_to, end, self._part_size))
         return _KeptThenStreamed(kept, rest)
 
@@ -592,6 +579,7 @@ class S3ObjectTransport:
             logger.debug("%s: no first byte to GET (an empty object?); asking with HEAD", self.uri)
             return
         self._head_bytes = chunks
+        self._head_starts = list(itertools.accumulate((len(chunk) for chunk in chunks[:-1]), initial=0))
         self._head_length = sum(len(chunk) for chunk in chunks)
 
     async def _get_part(self, start: int, end: int) -> list[bytes]:

@@ -25,8 +25,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader, close_stream, slice_chunks
+from ..protocol import Chunk, GetObjectInfo, GetStream, slice_chunks
+from .base import S3Reader, close_stream
 from .ranged import RangeFetcher, validate_buffer_size
 
 logger = logging.getLogger(__name__)

@@ -7,11 +7,10 @@ object is (``_object_size``); this base turns that into ``read``, ``readinto``,
 
 from __future__ import annotations
 
-import bisect
 import io
 import operator
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from ..protocol import Chunk
@@ -35,26 +34,6 @@ def close_stream(stream: Iterator[Chunk] | None) -> None:
     close = getattr(stream, "close", None)
     if close is not None:
         close()
-
-
-def slice_chunks(chunks: Sequence[Chunk], starts: Sequence[int], start: int, end: int) -> list[Chunk]:
-    """The bytes ``[start, end)`` out of consecutive chunks, chunk ``i`` beginning at offset ``starts[i]``.
-
-    Whole chunks are handed out as they are; only the two ends become views.
-    The chunks must cover the range.
-    """
-    index = bisect.bisect_right(starts, start) - 1
-    pieces: list[Chunk] = []
-    while start < end:
-        chunk_start, chunk = starts[index], chunks[index]
-        chunk_end = chunk_start + len(chunk)
-        if start == chunk_start and end >= chunk_end:
-            pieces.append(chunk)
-        else:
-            pieces.append(memoryview(chunk)[start - chunk_start : min(end, chunk_end) - chunk_start])
-        start = chunk_end
-        index += 1
-    return pieces
 
 
 def _checked_size(size: Any) -> int:

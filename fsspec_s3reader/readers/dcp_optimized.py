@@ -39,8 +39,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..errors import IncompleteObjectError
-from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader, close_stream, slice_chunks
+from ..protocol import Chunk, GetObjectInfo, GetStream, slice_chunks
+from .base import S3Reader, close_stream
 from .ranged import RangedS3Reader
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import errno
 from collections.abc import Iterable, Iterator
 
 from ..errors import IncompleteObjectError
-from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader, close_stream, slice_chunks
+from ..protocol import Chunk, GetObjectInfo, GetStream, slice_chunks
+from .base import S3Reader, close_stream
 
 
 class SequentialS3Reader(S3Reader):
