@@ -117,9 +117,7 @@ class AdaptiveS3Reader(S3Reader):
         return step if self._sequential else self._random.readline_step(self._position, step)
 
     def _release(self) -> None:
-        self._close_streams()
-        self._chunks = []
-        self._chunk_starts = []
+        self._release_stream_state()
         self._random.release()
 
     # -- streaming --------------------------------------------------------------------
