@@ -89,8 +89,7 @@ class AdaptiveConstructor:
     name: ClassVar[str] = AdaptiveS3Reader.strategy
 
     def __post_init__(self) -> None:
-        buffer_size = validate_adaptive_options(self.buffer_size, self.first_readahead, self.max_readahead)
-        object.__setattr__(self, "buffer_size", buffer_size)  # None becomes this strategy's default
+        validate_adaptive_options(self.buffer_size, self.first_readahead, self.max_readahead)
 
     def _options(self) -> dict[str, int]:
         return {

@@ -205,7 +205,7 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         per_file = self._plans_per_file(plan)
         if self._files_in_flight == 1 or len(per_file) <= 1:
             for file_plan in per_file:
-                super().read_data(file_plan, planner).wait()
+                self._read_one_file(file_plan, planner)
             return
         workers = min(self._files_in_flight, len(per_file))
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="s3reader-dcp") as pool:

@@ -558,22 +558,8 @@ class S3ObjectTransport:
 
     async def _get_head_bytes(self) -> None:
         """GET the first bytes (as many as there are, up to ``first_get_size``), learning size and ETag."""
-        chunks: list[bytes] = []
-
-        def end() -> int:
-            return min(self._first_get_size, self._info.size) if self._info else self._first_get_size
-
-        def unread() -> tuple[int, int]:
-            return sum(len(chunk) for chunk in chunks), end()
-
-        async def get_rest(attempt: int) -> list[bytes]:
-            rest = unread()[0]
-            if rest < end():
-                await self._get_into(chunks, rest, end(), attempt, up_to_object_end=True)
-            return chunks
-
         try:
-            await self._with_retries(get_rest, unread)
+            chunks = await self._get_part(0, self._first_get_size, up_to_object_end=True)
         except IncompleteObjectError:
             # 416: an empty object has no byte 0 to ask for; the HEAD will tell its size.
             logger.debug("%s: no first byte to GET (an empty object?); asking with HEAD", self.uri)
@@ -582,17 +568,24 @@ class S3ObjectTransport:
         self._head_starts = list(itertools.accumulate((len(chunk) for chunk in chunks[:-1]), initial=0))
         self._head_length = sum(len(chunk) for chunk in chunks)
 
-    async def _get_part(self, start: int, end: int) -> list[bytes]:
-        """The bytes ``[start, end)`` as received; a retry asks only for the bytes not yet received."""
+    async def _get_part(self, start: int, end: int, *, up_to_object_end: bool = False) -> list[bytes]:
+        """The bytes ``[start, end)`` as received; a retry asks only for the bytes not yet received.
+
+        ``up_to_object_end``: the object may end before ``end`` (its size is not
+        known yet); then the bytes up to its end are the part.
+        """
         chunks: list[bytes] = []
 
+        def part_end() -> int:
+            return min(end, self._info.size) if up_to_object_end and self._info else end
+
         def unread() -> tuple[int, int]:
-            return start + sum(len(chunk) for chunk in chunks), end
+            return start + sum(len(chunk) for chunk in chunks), part_end()
 
         async def get_rest(attempt: int) -> list[bytes]:
-            rest = unread()[0]
-            if rest < end:  # a try that failed after its last byte leaves nothing to ask for
-                await self._get_into(chunks, rest, end, attempt)
+            rest, stop = unread()
+            if rest < stop:  # a try that failed after its last byte leaves nothing to ask for
+                await self._get_into(chunks, rest, stop, attempt, up_to_object_end=up_to_object_end)
             return chunks
 
         return await self._with_retries(get_rest, unread)
