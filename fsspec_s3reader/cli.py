@@ -8,25 +8,22 @@ command line itself is wrong.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
-import fnmatch
 import json
 import logging
 import math
 import os
-import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError
 
+from .arguments import ByteRange, CommandFailed, UsageError, parse_checkpoint_uri, parse_object_uri, parse_size
 from .filesystem import S3ReaderFileSystem
-from .protocol import Chunk, ObjectInfo
-from .readers.dcp_optimized import DEFAULT_MAX_GAP_SIZE, ItemRange
-from .units import GIB, KIB, MIB, format_bytes
-from .uris import S3_SCHEMES, without_scheme
+from .plan import DEFAULT_MAX_GAP_SIZE, ItemRange, PlannedLoad, range_groups
+from .units import MIB, format_bytes
+from .uris import without_scheme
 
 if TYPE_CHECKING:
     from torch.distributed.checkpoint.metadata import Metadata
@@ -43,101 +40,6 @@ picks an S3-compatible endpoint."""
 
 CAT_BLOCK = 64 * MIB
 """How much ``cat`` reads at a time: long enough to be fetched as concurrent parts, short enough to bound memory."""
-
-_BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # what botocore accepts; S3 itself is stricter
-_RANGE = re.compile(r"(?P<first>\d+)-(?P<last>\d*)|-(?P<suffix>\d+)")
-_SIZE = re.compile(r"(?P<number>\d+)\s*(?P<unit>B|KiB|MiB|GiB)?")
-_UNITS = {None: 1, "B": 1, "KiB": KIB, "MiB": MIB, "GiB": GIB}
-
-
-class UsageError(Exception):
-    """The command line is wrong (exit status 2): a URI that is not S3, a malformed range, an unknown option value."""
-
-
-class CommandFailed(Exception):
-    """The command could not do its job for a reason outside the command line (exit status 1)."""
-
-
-# -- arguments -------------------------------------------------------------------------
-
-
-def parse_object_uri(text: str) -> tuple[str, str]:
-    """``(bucket, key)`` from ``s3://bucket/key`` or ``s3reader://bucket/key``; a usage error otherwise."""
-    if not text.startswith(S3_SCHEMES):
-        raise UsageError(f"{text!r} is not an S3 URI; write s3://bucket/key (or s3reader://bucket/key)")
-    bucket, _, key = without_scheme(text).partition("/")
-    if not bucket:
-        raise UsageError(f"{text!r} names no bucket; write s3://bucket/key")
-    if not _BUCKET_NAME.fullmatch(bucket):
-        raise UsageError(
-            f"{text!r}: {bucket!r} is not a valid bucket name (letters, digits, '.', '-', '_'); write s3://bucket/key"
-        )
-    if not key or key.endswith("/"):
-        raise UsageError(f"{text!r} names a bucket or a prefix, not an object; write s3://{bucket}/key")
-    return bucket, key
-
-
-def parse_checkpoint_uri(text: str) -> str:
-    """The checkpoint's ``s3://bucket/prefix``; a usage error for anything that is not an S3 prefix."""
-    if not text.startswith(S3_SCHEMES):
-        raise UsageError(f"{text!r} is not an S3 URI; write s3://bucket/prefix of the checkpoint")
-    location = without_scheme(text).strip("/")
-    bucket = location.partition("/")[0]
-    if not bucket or not _BUCKET_NAME.fullmatch(bucket):
-        raise UsageError(f"{text!r} names no valid bucket; write s3://bucket/prefix of the checkpoint")
-    return f"s3://{location}"
-
-
-@dataclasses.dataclass(frozen=True)
-class ByteRange:
-    """What ``--range`` asked for, spelled as in HTTP: ``a-b`` (both included), ``a-`` (to the end), ``-n`` (last n)."""
-
-    first: int | None
-    last: int | None
-    suffix: int | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> ByteRange:
-        match = _RANGE.fullmatch(text.strip())
-        if match is None:
-            raise UsageError(
-                f"--range {text!r}: write FIRST-LAST (bytes FIRST to LAST, both included, as in HTTP), "
-                "FIRST- (to the end) or -N (the last N bytes)"
-            )
-        if match["suffix"] is not None:
-            suffix = int(match["suffix"])
-            if suffix == 0:
-                raise UsageError("--range -0 asks for no bytes; write -N with N >= 1")
-            return cls(None, None, suffix)
-        first = int(match["first"])
-        last = int(match["last"]) if match["last"] else None
-        if last is not None and last < first:
-            raise UsageError(f"--range {text}: LAST ({last}) is before FIRST ({first}); both are included")
-        return cls(first, last)
-
-    def resolve(self, size: int, uri: str) -> tuple[int, int]:
-        """The half-open ``[start, end)`` inside an object of ``size`` bytes; a range past the end is clamped."""
-        if self.suffix is not None:
-            return max(0, size - self.suffix), size
-        assert self.first is not None
-        if self.first >= size:
-            raise UsageError(
-                f"--range starts at byte {self.first}, but {uri} has {size} bytes (0 to {size - 1})"
-                if size
-                else f"--range: {uri} is empty, there is no byte {self.first}"
-            )
-        end = size if self.last is None else min(self.last + 1, size)
-        return self.first, end
-
-
-def parse_size(text: str) -> float:
-    """Bytes from ``1048576``, ``64KiB``, ``32 MiB``, or ``inf``."""
-    if text.strip().lower() in ("inf", "infinity"):
-        return math.inf
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size: write bytes (1048576), 64KiB, 32MiB, 1GiB or inf")
-    return int(match["number"]) * _UNITS[match["unit"]]
 
 
 def _filesystem(endpoint: str | None) -> S3ReaderFileSystem:
@@ -194,32 +96,6 @@ def run_stat(args: argparse.Namespace) -> int:
 # -- plan ------------------------------------------------------------------------------
 
 
-_PLAN_READS_NOTHING = "plan builds readers only to ask how they would group their ranges; nothing is read"
-
-
-def _never_called_info() -> ObjectInfo:
-    raise AssertionError(_PLAN_READS_NOTHING)
-
-
-def _never_called_stream(start: int, end: int) -> Iterator[Chunk]:
-    raise AssertionError(_PLAN_READS_NOTHING)
-
-
-def _placeholder_target(metadata: Metadata, keys: Sequence[str]) -> dict[str, Any]:
-    """A state dict the shape of the stored one for ``keys``: meta tensors (no memory) and stand-ins for objects."""
-    import torch
-    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-
-    target: dict[str, Any] = {}
-    for fqn in keys:
-        stored = metadata.state_dict_metadata[fqn]
-        if isinstance(stored, TensorStorageMetadata):
-            target[fqn] = torch.empty(stored.size, dtype=stored.properties.dtype, device="meta")
-        else:
-            target[fqn] = None
-    return target
-
-
 def run_plan(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {} if args.endpoint is None else {"endpoint_url": args.endpoint}
     sys.stdout.write(describe_load_plan(args.checkpoint, args.keys, args.max_gap_size, **options))
@@ -242,53 +118,33 @@ def describe_load_plan(
     """
     checkpoint = parse_checkpoint_uri(checkpoint)
     try:
-        from torch.distributed.checkpoint.default_planner import create_default_local_load_plan
-
-        from .constructor import DCPOptimizedConstructor
-        from .dcp import S3StorageReader
+        from .dcp import S3StorageReader, local_load_plan, matching_keys
     except ImportError as exc:
         raise CommandFailed(
             "plan needs PyTorch: pip install torch (the CPU wheel will do), then pip install 'fsspec_s3reader[dcp]'"
         ) from exc
-    # The storage reader a load would use: it reads .metadata, sorts the plan
-    # and records the ranges exactly as in dcp.load, and its constructor builds
-    # the readers whose range groups are printed, so plan cannot drift from a load.
-    storage = S3StorageReader(checkpoint, DCPOptimizedConstructor(max_gap_size), **storage_options)
-    metadata = storage.read_metadata()
-    storage.set_up_storage_reader(metadata, is_coordinator=True)
+    # What a load does: the storage reader reads .metadata, torch's default
+    # planner plans the keys, and the plan is read into ranges and groups by
+    # the same functions a load uses, so plan cannot drift from a load.
+    metadata = S3StorageReader(checkpoint, **storage_options).read_metadata()
     patterns = list(keys or ["*"])
-    matched = [fqn for fqn in metadata.state_dict_metadata if any(fnmatch.fnmatchcase(fqn, p) for p in patterns)]
+    matched = matching_keys(metadata, patterns)
     if not matched:
         sample = ", ".join(sorted(metadata.state_dict_metadata)[:5])
         raise UsageError(
             f"no key of {checkpoint} matches {' or '.join(repr(p) for p in patterns)}; "
             f"keys look like: {sample} (patterns are globs over the dotted keys, e.g. 'model.*')"
         )
-    target = _placeholder_target(metadata, matched)
-    plan = storage.prepare_local_plan(create_default_local_load_plan(target, metadata))
-    constructor = storage.reader_constructor
-    assert isinstance(constructor, DCPOptimizedConstructor)
-    return _format_plan(checkpoint, metadata, plan.items, constructor, patterns, max_gap_size)
+    planned = PlannedLoad.of(local_load_plan(metadata, matched), metadata.storage_data, checkpoint)
+    return _format_plan(planned, metadata, patterns, max_gap_size)
 
 
-def _format_plan(
-    checkpoint: str,
-    metadata: Metadata,
-    items: Sequence[Any],
-    constructor: Any,
-    patterns: Sequence[str],
-    max_gap_size: float,
-) -> str:
+def _format_plan(planned: PlannedLoad, metadata: Metadata, patterns: Sequence[str], max_gap_size: float) -> str:
     stored = metadata.storage_data
-    names: dict[tuple[str, int, int], list[str]] = {}
-    for item in items:
-        info = stored[item.storage_index]
-        names.setdefault((info.relative_path, info.offset, info.offset + info.length), []).append(
-            item.storage_index.fqn
-        )
     all_files = {info.relative_path for info in stored.values()}
+    items = planned.plan.items
     lines = [
-        f"checkpoint {checkpoint}: {len(metadata.state_dict_metadata)} keys, "
+        f"checkpoint {planned.checkpoint}: {len(metadata.state_dict_metadata)} keys, "
         f"{format_bytes(sum(info.length for info in stored.values()))} in {len(all_files)} data files",
         f"keys matching {' or '.join(repr(p) for p in patterns)}: "
         f"{len({item.storage_index.fqn for item in items})}, read as {len(items)} items",
@@ -296,23 +152,16 @@ def _format_plan(
         "",
     ]
     total_needed = total_fetched = total_groups = 0
-    by_file = constructor.item_ranges_by_file
-    for uri in sorted(by_file):
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        reader = constructor(bucket, key, _never_called_info, _never_called_stream)
-        groups = reader.range_groups
-        reader.close()
-        needed = sum(item.end - item.start for item in reader.item_ranges)
+    for file in sorted(planned.files, key=lambda f: f.uri):
+        groups = range_groups(file.ranges, max_gap_size)
+        needed = sum(item.end - item.start for group in groups for item in group.items)
         fetched = sum(group.end - group.start for group in groups)
-        relative = uri.removeprefix(checkpoint + "/")
         lines.append(
-            f"{relative}: {format_bytes(needed)} needed, "
+            f"{file.relative_path}: {format_bytes(needed)} needed, "
             f"{format_bytes(fetched)} fetched in {_count(len(groups), 'range group')}"
         )
-        for planned in by_file[uri]:
-            lines.append(
-                f"  needed  {_span(planned)}  {', '.join(names.get((relative, planned.start, planned.end), []))}"
-            )
+        for planned_range in file.ranges:
+            lines.append(f"  needed  {_span(planned_range)}  {', '.join(file.keys[planned_range])}")
         for group in groups:
             lines.append(f"  group   {_span(group)}  {_count(len(group.items), 'item')}")
         total_needed += needed
@@ -321,7 +170,7 @@ def _format_plan(
     ratio = f" ({total_fetched / total_needed:.2f}x)" if total_needed else ""
     lines += [
         "",
-        f"total: {len(by_file)} of {len(all_files)} data files, {format_bytes(total_needed)} needed, "
+        f"total: {len(planned.files)} of {len(all_files)} data files, {format_bytes(total_needed)} needed, "
         f"{format_bytes(total_fetched)} fetched{ratio} in {_count(total_groups, 'range group')} "
         "(one GET stream each, split into parts when longer than part_size), plus .metadata",
     ]

@@ -1,46 +1,32 @@
-"""Choosing a reader strategy: constructor objects, and a registry that names them.
+"""Choosing a reader strategy: constructors, and the registry that names them.
 
 A *reader constructor* is a callable ``(bucket, key, get_object_info,
-get_stream) -> S3Reader`` with a ``name``. ``S3ReaderConstructor`` makes the
-built-in ones; the registry maps names to factories so that
-``storage_options={"reader": "range_based", "buffer_size": 1 << 20}`` works,
-and so that a user can add a strategy of their own with ``register_reader``.
+get_stream) -> S3Reader`` with a ``name``. Each built-in strategy is one
+reader class, registered under its own ``strategy`` name; its options are the
+keyword-only parameters of its ``__init__`` (defaults and checks live there
+alone), so ``storage_options={"reader": "range_based", "buffer_size": 1 << 20}``
+and ``S3ReaderConstructor.range_based(buffer_size=1 << 20)`` build the same
+:class:`StrategyConstructor`. Users add strategies with ``register_reader``.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from .plan import ItemRange, gap_size, ranges_by_object
 from .protocol import GetObjectInfo, GetStream
-from .readers.adaptive import (
-    DEFAULT_FIRST_READAHEAD,
-    DEFAULT_MAX_READAHEAD,
-    DEFAULT_RANDOM_BUFFER_SIZE,
-    AdaptiveS3Reader,
-    validate_adaptive_options,
-)
+from .readers.adaptive import AdaptiveS3Reader
 from .readers.base import S3Reader
-from .readers.dcp_optimized import (
-    DEFAULT_CONNECTION_THROUGHPUT,
-    DEFAULT_FIRST_BYTE_LATENCY,
-    DEFAULT_PREFETCH_BYTES,
-    DCPOptimizedS3Reader,
-    ItemRange,
-    break_even_gap,
-    validate_max_gap_size,
-    validate_prefetch_bytes,
-)
-from .readers.ranged import DEFAULT_BUFFER_SIZE, RangedS3Reader, validate_buffer_size
+from .readers.dcp_optimized import DCPOptimizedS3Reader
+from .readers.ranged import RangedS3Reader
 from .readers.sequential import SequentialS3Reader
 from .uris import object_uri
-
-if TYPE_CHECKING:
-    from torch.distributed.checkpoint.planner import ReadItem
 
 logger = logging.getLogger(__name__)
 
@@ -55,60 +41,63 @@ class ReaderConstructor(Protocol):
     def __call__(self, bucket: str, key: str, get_object_info: GetObjectInfo, get_stream: GetStream) -> S3Reader: ...
 
 
-@dataclass(frozen=True)
-class SequentialConstructor:
-    """Builds :class:`SequentialS3Reader`: whole object streamed once, any access pattern."""
+class StrategyConstructor:
+    """Builds one strategy's readers with fixed options: ``reader_class(bucket, key, info, stream, **options)``.
 
-    name: ClassVar[str] = SequentialS3Reader.strategy
+    The options are checked here, once, by the reader class's own checks.
+    Value-like: two constructors of one strategy with equal options are equal
+    and print alike, which fsspec's instance cache relies on (it keys
+    filesystems by the text of their arguments).
+    """
 
-    def __call__(self, bucket: str, key: str, get_object_info: GetObjectInfo, get_stream: GetStream) -> S3Reader:
-        return SequentialS3Reader(bucket, key, get_object_info, get_stream)
+    def __init__(self, reader_class: type[S3Reader], **options: Any) -> None:
+        self._reader_class = reader_class
+        self._options = reader_class.check_options(**options)
 
+    @property
+    def name(self) -> str:
+        return self._reader_class.strategy
 
-@dataclass(frozen=True)
-class RangeBasedConstructor:
-    """Builds :class:`RangedS3Reader` with the given ``buffer_size`` (bytes; 0 disables buffering)."""
+    @property
+    def reader_class(self) -> type[S3Reader]:
+        return self._reader_class
 
-    buffer_size: int = DEFAULT_BUFFER_SIZE
-    name: ClassVar[str] = RangedS3Reader.strategy
+    @property
+    def options(self) -> dict[str, Any]:
+        """Every option of the strategy, defaults filled in."""
+        return dict(self._options)
 
-    def __post_init__(self) -> None:
-        validate_buffer_size(self.buffer_size)
-
-    def __call__(self, bucket: str, key: str, get_object_info: GetObjectInfo, get_stream: GetStream) -> S3Reader:
-        return RangedS3Reader(bucket, key, get_object_info, get_stream, buffer_size=self.buffer_size)
-
-
-@dataclass(frozen=True)
-class AdaptiveConstructor:
-    """Builds :class:`AdaptiveS3Reader`: streams forward reads, ranged GETs after the first jump."""
-
-    buffer_size: int = DEFAULT_RANDOM_BUFFER_SIZE
-    first_readahead: int = DEFAULT_FIRST_READAHEAD
-    max_readahead: int = DEFAULT_MAX_READAHEAD
-    name: ClassVar[str] = AdaptiveS3Reader.strategy
-
-    def __post_init__(self) -> None:
-        validate_adaptive_options(self.buffer_size, self.first_readahead, self.max_readahead)
-
-    def _options(self) -> dict[str, int]:
-        return {
-            "buffer_size": self.buffer_size,
-            "first_readahead": self.first_readahead,
-            "max_readahead": self.max_readahead,
-        }
+    def __getattr__(self, name: str) -> Any:
+        # Each option reads as an attribute too: S3ReaderConstructor.range_based(5).buffer_size == 5.
+        options = self.__dict__.get("_options", {})
+        if name in options:
+            return options[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __call__(self, bucket: str, key: str, get_object_info: GetObjectInfo, get_stream: GetStream) -> S3Reader:
-        return AdaptiveS3Reader(bucket, key, get_object_info, get_stream, **self._options())
+        return self._reader_class(bucket, key, get_object_info, get_stream, **self._options)  # type: ignore[call-arg]
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, StrategyConstructor)
+        return (self._reader_class, self._options) == (other._reader_class, other._options)
+
+    def __hash__(self) -> int:
+        return hash((self._reader_class, tuple(sorted(self._options.items()))))
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{name}={value!r}" for name, value in sorted(self._options.items()))
+        return f"{self.name}({options})"
 
 
-class DCPOptimizedConstructor:
+class DCPOptimizedConstructor(StrategyConstructor):
     """Builds :class:`DCPOptimizedS3Reader` for the files of one DCP load.
 
     Holds the load plan's ranges, keyed by object URI; ``S3StorageReader``
-    injects them with :meth:`set_item_ranges_by_file` before torch opens a
-    file. ``.metadata`` files are read with the sequential reader; a file the
-    plan does not mention is read with the range-based reader (with a warning).
+    sets them once per load, before torch opens a file.
+    ``.metadata`` files are read with the sequential reader; a file the plan
+    does not mention is read with the range-based reader (with a warning).
 
     The ranges are state of one load: give each storage reader its own
     constructor (``S3StorageReader`` copies the one you pass with :meth:`fresh`).
@@ -123,86 +112,53 @@ class DCPOptimizedConstructor:
     the current one each file fetches ahead (32 MiB by default).
     """
 
-    name: ClassVar[str] = DCPOptimizedS3Reader.strategy
-
-    def __init__(
-        self,
-        max_gap_size: float | None = None,
-        *,
-        first_byte_latency: float = DEFAULT_FIRST_BYTE_LATENCY,
-        connection_throughput: float = DEFAULT_CONNECTION_THROUGHPUT,
-        prefetch_bytes: int = DEFAULT_PREFETCH_BYTES,
-    ) -> None:
-        computed = break_even_gap(first_byte_latency, connection_throughput)
-        self._max_gap_size = computed if max_gap_size is None else validate_max_gap_size(max_gap_size)
-        self._prefetch_bytes = validate_prefetch_bytes(prefetch_bytes)
-        self._settings: dict[str, Any] = {
-            "max_gap_size": max_gap_size,
-            "first_byte_latency": first_byte_latency,
-            "connection_throughput": connection_throughput,
-            "prefetch_bytes": prefetch_bytes,
-        }
-        self._ranges_by_file: dict[str, list[ItemRange]] = {}
+    def __init__(self, max_gap_size: float | None = None, **options: Any) -> None:
+        super().__init__(DCPOptimizedS3Reader, max_gap_size=max_gap_size, **options)
+        self._given = {"max_gap_size": max_gap_size, **options}
+        self._ranges_by_object: dict[str, tuple[ItemRange, ...]] = {}
 
     @property
     def max_gap_size(self) -> float:
         """The gap, in bytes, up to which two ranges share a GET (given, or computed from latency and throughput)."""
-        return self._max_gap_size
+        return gap_size(
+            self._options["max_gap_size"], self._options["first_byte_latency"], self._options["connection_throughput"]
+        )
 
     @property
     def item_ranges_by_file(self) -> dict[str, list[ItemRange]]:
-        """The injected ranges: ``{"s3://bucket/key": [ItemRange, ...]}``, each list sorted."""
-        return {uri: list(ranges) for uri, ranges in self._ranges_by_file.items()}
+        """The ranges set for this load: ``{"s3://bucket/key": [ItemRange, ...]}``, each list sorted."""
+        return {uri: list(ranges) for uri, ranges in self._ranges_by_object.items()}
 
     def fresh(self) -> DCPOptimizedConstructor:
         """A constructor with the same settings and no ranges, for another load."""
-        return DCPOptimizedConstructor(**self._settings)
+        return DCPOptimizedConstructor(**self._given)
 
     def clear(self) -> None:
-        self._ranges_by_file = {}
+        self._ranges_by_object = {}
+
+    def set_ranges(self, ranges_by_object: Mapping[str, Iterable[ItemRange]]) -> None:
+        """Use these ranges (``{"s3://bucket/key": [ItemRange, ...]}``, what a load plan reads) from now on."""
+        self._ranges_by_object = {
+            object_uri(uri): tuple(sorted(ranges, key=lambda r: (r.start, r.end)))
+            for uri, ranges in ranges_by_object.items()
+        }
 
     def set_item_ranges_by_file(
-        self,
-        plan_items: Iterable[ReadItem],
-        storage_data: Mapping[Any, Any],
-        base_path: str | os.PathLike[str],
+        self, plan_items: Iterable[Any], storage_data: Mapping[Any, Any], base_path: str | os.PathLike[str]
     ) -> None:
-        """Record, per file, the byte ranges that ``plan_items`` will read.
+        """Record, per file, the byte ranges that the DCP ``plan_items`` will read.
 
         ``storage_data`` is the checkpoint metadata's map from storage index to
         ``(relative_path, offset, length)``; ``base_path`` is the checkpoint's
         URI. An empty plan means this rank reads nothing. Replaces any ranges
         recorded before.
         """
-        items = list(plan_items)
-        if not items:
-            self._ranges_by_file = {}
-            return
-        if not storage_data:
-            raise ValueError(
-                f"the load plan has {len(items)} items but storage_data is empty; "
-                "pass the checkpoint metadata's storage_data (set_up_storage_reader receives it)"
-            )
-        base = object_uri(base_path)
-        ranges_by_file: dict[str, list[ItemRange]] = {}
-        for item in items:
-            try:
-                stored = storage_data[item.storage_index]
-            except KeyError:
-                raise ValueError(
-                    f"read item {item.storage_index} is not in storage_data; "
-                    "the plan and the metadata come from different checkpoints"
-                ) from None
-            uri = f"{base}/{stored.relative_path}"
-            ranges_by_file.setdefault(uri, []).append(ItemRange(stored.offset, stored.offset + stored.length))
-        for ranges in ranges_by_file.values():
-            ranges.sort(key=lambda r: (r.start, r.end))
-        self._ranges_by_file = ranges_by_file
+        self.set_ranges(ranges_by_object(plan_items, storage_data, base_path))
 
     def __call__(self, bucket: str, key: str, get_object_info: GetObjectInfo, get_stream: GetStream) -> S3Reader:
         if key.endswith(".metadata"):
             return SequentialS3Reader(bucket, key, get_object_info, get_stream)
-        ranges = self._ranges_by_file.get(f"s3://{bucket}/{key}")
+        ranges = self._ranges_by_object.get(object_uri(f"{bucket}/{key}"))
         if ranges is None:
             logger.warning(
                 "no load-plan ranges for s3://%s/%s; reading it with the range-based reader. "
@@ -211,15 +167,19 @@ class DCPOptimizedConstructor:
                 key,
             )
             return RangedS3Reader(bucket, key, get_object_info, get_stream)
-        return DCPOptimizedS3Reader(
-            bucket, key, ranges, get_object_info, get_stream, self._max_gap_size, self._prefetch_bytes
-        )
+        return DCPOptimizedS3Reader(bucket, key, ranges, get_object_info, get_stream, **self._options)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
 
     def __repr__(self) -> str:
         # Distinct per object: fsspec caches filesystems by the repr of their
         # options, and two loads must never share one constructor's ranges.
-        files = len(self._ranges_by_file)
-        return f"<DCPOptimizedConstructor max_gap_size={self._max_gap_size} files={files} at {id(self):#x}>"
+        files = len(self._ranges_by_object)
+        return f"<DCPOptimizedConstructor max_gap_size={self.max_gap_size} files={files} at {id(self):#x}>"
 
 
 class S3ReaderConstructor:
@@ -235,23 +195,25 @@ class S3ReaderConstructor:
       :class:`~fsspec_s3reader.S3StorageReader`; fetches only the load plan's
       ranges, coalescing those whose gap is cheaper to read than to skip
       (2 MB by default; ``max_gap_size`` in bytes overrides it).
+
+    An option left at ``None`` takes the strategy's default.
     """
 
     @staticmethod
     def sequential() -> ReaderConstructor:
-        return SequentialConstructor()
+        return StrategyConstructor(SequentialS3Reader)
 
     @staticmethod
     def range_based(buffer_size: int | None = None) -> ReaderConstructor:
-        return RangeBasedConstructor(DEFAULT_BUFFER_SIZE if buffer_size is None else buffer_size)
+        return StrategyConstructor(RangedS3Reader, buffer_size=buffer_size)
 
     @staticmethod
     def dcp_optimized(
         max_gap_size: float | None = None,
         *,
-        first_byte_latency: float = DEFAULT_FIRST_BYTE_LATENCY,
-        connection_throughput: float = DEFAULT_CONNECTION_THROUGHPUT,
-        prefetch_bytes: int = DEFAULT_PREFETCH_BYTES,
+        first_byte_latency: float | None = None,
+        connection_throughput: float | None = None,
+        prefetch_bytes: int | None = None,
     ) -> DCPOptimizedConstructor:
         return DCPOptimizedConstructor(
             max_gap_size,
@@ -262,12 +224,10 @@ class S3ReaderConstructor:
 
     @staticmethod
     def adaptive(
-        buffer_size: int | None = None,
-        first_readahead: int = DEFAULT_FIRST_READAHEAD,
-        max_readahead: int = DEFAULT_MAX_READAHEAD,
+        buffer_size: int | None = None, first_readahead: int | None = None, max_readahead: int | None = None
     ) -> ReaderConstructor:
-        return AdaptiveConstructor(
-            DEFAULT_RANDOM_BUFFER_SIZE if buffer_size is None else buffer_size, first_readahead, max_readahead
+        return StrategyConstructor(
+            AdaptiveS3Reader, buffer_size=buffer_size, first_readahead=first_readahead, max_readahead=max_readahead
         )
 
     @staticmethod
@@ -288,40 +248,58 @@ ReaderFactory = Callable[..., ReaderConstructor]
 """Takes a strategy's options as keyword arguments and returns its constructor."""
 
 
-_FACTORIES: dict[str, ReaderFactory] = {}
+@dataclass(frozen=True)
+class _Registered:
+    """One name's entry: how to build its constructor from options, and which options it takes."""
+
+    factory: ReaderFactory
+    options: frozenset[str]
 
 
-def _option_names(factory: ReaderFactory) -> frozenset[str]:
-    parameters = inspect.signature(factory).parameters.values()
-    return frozenset(p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+_REGISTRY: dict[str, _Registered] = {}
 
 
-def register_reader(name: str, factory: ReaderFactory, *, replace: bool = False) -> None:
-    """Make a strategy choosable by name, e.g. ``storage_options={"reader": name}``.
-
-    ``factory(**options)`` must return a reader constructor; its keyword
-    parameters are the options a user may pass alongside ``reader=name``.
-    """
+def _register(name: str, entry: _Registered, replace: bool) -> None:
     if not name or not isinstance(name, str):
         raise ValueError(f"a reader name must be a non-empty string, got {name!r}")
-    if name in _FACTORIES and not replace:
+    if name in _REGISTRY and not replace:
         raise ValueError(f"a reader named {name!r} is already registered; pass replace=True to override it")
+    _REGISTRY[name] = entry
+
+
+def register_reader(
+    strategy: type[S3Reader] | str, factory: ReaderFactory | None = None, *, replace: bool = False
+) -> None:
+    """Make a strategy choosable by name, e.g. ``storage_options={"reader": name}``.
+
+    ``register_reader(MyReader)`` registers a reader class under its own
+    ``strategy`` name; its options are the keyword-only parameters of its
+    ``__init__``. ``register_reader(name, factory)`` registers a factory
+    instead: ``factory(**options)`` returns a reader constructor, and its
+    keyword parameters are the options. A name already taken raises unless
+    ``replace=True``.
+    """
+    if isinstance(strategy, type) and issubclass(strategy, S3Reader):
+        if factory is not None:
+            raise TypeError("register a reader class alone (its strategy name is its own), or a name and a factory")
+        options = frozenset(strategy.option_defaults())
+        _register(strategy.strategy, _Registered(functools.partial(StrategyConstructor, strategy), options), replace)
+        return
     if not callable(factory):
-        raise TypeError(f"the factory for reader {name!r} must be callable, got {factory!r}")
-    _FACTORIES[name] = factory
+        raise TypeError(f"the factory for reader {strategy!r} must be callable, got {factory!r}")
+    parameters = inspect.signature(factory).parameters.values()
+    options = frozenset(p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    _register(strategy, _Registered(factory, options), replace)
 
 
 def registered_readers() -> tuple[str, ...]:
     """The names ``reader=`` accepts, sorted."""
-    return tuple(sorted(_FACTORIES))
+    return tuple(sorted(_REGISTRY))
 
 
 def reader_option_names() -> frozenset[str]:
     """Every option any registered strategy takes; a filesystem keeps these out of S3 calls."""
-    names: set[str] = set()
-    for factory in _FACTORIES.values():
-        names |= _option_names(factory)
-    return frozenset(names)
+    return frozenset().union(*(entry.options for entry in _REGISTRY.values()))
 
 
 def make_constructor(
@@ -342,18 +320,21 @@ def make_constructor(
                 f"build the constructor with them instead (e.g. S3ReaderConstructor.range_based(buffer_size=...))"
             )
         return reader
-    factory = _FACTORIES.get(reader)
-    if factory is None:
+    entry = _REGISTRY.get(reader)
+    if entry is None:
         raise ValueError(f"unknown reader {reader!r}; valid names are {', '.join(registered_readers())}")
-    accepted = _option_names(factory)
-    unexpected = sorted(set(options) - accepted)
+    unexpected = sorted(set(options) - entry.options)
     if unexpected:
-        takes = f"takes {', '.join(sorted(accepted))}" if accepted else "takes no options"
+        takes = f"takes {', '.join(sorted(entry.options))}" if entry.options else "takes no options"
         raise ValueError(f"reader {reader!r} does not take {', '.join(unexpected)}; it {takes}")
-    return factory(**options)
+    return entry.factory(**options)
 
 
-register_reader("adaptive", S3ReaderConstructor.adaptive)
-register_reader("sequential", S3ReaderConstructor.sequential)
-register_reader("range_based", S3ReaderConstructor.range_based)
-register_reader("dcp_optimized", S3ReaderConstructor.dcp_optimized)
+for _reader_class in (AdaptiveS3Reader, SequentialS3Reader, RangedS3Reader):
+    register_reader(_reader_class)
+# The DCP strategy's constructor also holds a load's ranges; its options are still its reader's.
+_register(
+    DCPOptimizedS3Reader.strategy,
+    _Registered(DCPOptimizedConstructor, frozenset(DCPOptimizedS3Reader.option_defaults())),
+    replace=False,
+)

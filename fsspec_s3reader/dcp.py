@@ -10,21 +10,24 @@ state dict as it was. ``S3StorageWriter`` saves with the same storage options.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import errno
-import io
+import fnmatch
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, FsspecWriter
-from torch.distributed.checkpoint.metadata import Metadata
-from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
+from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
+from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner
 from torch.futures import Future
 
 from .constructor import DCPOptimizedConstructor, ReaderConstructor
-from .load_report import ForwardingPlanner, LoadReport, Progress, validate_progress
+from .load_report import LoadReport, Progress, validate_progress
+from .plan import PlannedLoad
+from .readers.dcp_optimized import DCPOptimizedS3Reader
+from .staging import StagedLoad
 from .uris import is_s3_uri, object_uri, without_scheme
 
 logger = logging.getLogger(__name__)
@@ -61,7 +64,7 @@ def _reader_choice(reader_constructor: ReaderConstructor | None, named: Any) -> 
         )
     choice = reader_constructor if reader_constructor is not None else named
     if choice is None:
-        return DCPOptimizedConstructor.name
+        return DCPOptimizedS3Reader.strategy
     return choice.fresh() if isinstance(choice, DCPOptimizedConstructor) else choice
 
 
@@ -172,29 +175,25 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
                 errno.ENOENT, f"no DCP checkpoint metadata at {self.path}", str(exc.filename or self.path)
             ) from exc
 
-    def prepare_local_plan(self, plan: LoadPlan) -> LoadPlan:
-        plan = self._in_storage_order(plan)
-        self._inject_ranges(plan)
-        return plan
-
     def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
-        # The final plan may differ from the local one (a custom global
-        # planner); inject again so the reader sees exactly what torch reads.
-        plan = self._in_storage_order(plan)
-        self._inject_ranges(plan)
-        with LoadReport(self.path, plan, self.storage_data, self.filesystem, self._progress) as report:
+        # The plan read once: the DCP strategy gets its ranges from it, the
+        # report its sizes, and the files are read front to back in its order.
+        planned = PlannedLoad.of(plan, self.storage_data, self.path)
+        if isinstance(self._reader_constructor, DCPOptimizedConstructor):
+            self._reader_constructor.set_ranges(planned.ranges_by_object)
+        with LoadReport(planned, self.filesystem, self._progress) as report:
             if not self._atomic:
-                self._read_files(plan, report.watch(planner))
+                self._read_files(planned, report.watch(planner))
             else:
-                staged = _StagedLoad(planner)
-                self._read_files(plan, report.watch(staged))
+                staged = StagedLoad(planner)
+                self._read_files(planned, report.watch(staged))
                 staged.commit()
         logger.info("%s", report.summary())
         done: Future[None] = Future()
         done.set_result(None)
         return done
 
-    def _read_files(self, plan: LoadPlan, planner: LoadPlanner) -> None:
+    def _read_files(self, planned: PlannedLoad, planner: LoadPlanner) -> None:
         """torch's reading of each file, up to ``files_in_flight`` files at a time.
 
         While one file's tensors are deserialized, the next files' bytes are
@@ -202,14 +201,14 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         plan of that file's items alone; the first error stops files not yet
         started and is raised once the running ones have finished.
         """
-        per_file = self._plans_per_file(plan)
-        if self._files_in_flight == 1 or len(per_file) <= 1:
-            for file_plan in per_file:
+        file_plans = [file.plan for file in planned.files]
+        if self._files_in_flight == 1 or len(file_plans) <= 1:
+            for file_plan in file_plans:
                 self._read_one_file(file_plan, planner)
             return
-        workers = min(self._files_in_flight, len(per_file))
+        workers = min(self._files_in_flight, len(file_plans))
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="s3reader-dcp") as pool:
-            futures = [pool.submit(self._read_one_file, file_plan, planner) for file_plan in per_file]
+            futures = [pool.submit(self._read_one_file, file_plan, planner) for file_plan in file_plans]
             concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
             for future in futures:
                 future.cancel()
@@ -219,26 +218,6 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
 
     def _read_one_file(self, file_plan: LoadPlan, planner: LoadPlanner) -> None:
         super().read_data(file_plan, planner).wait()
-
-    def _plans_per_file(self, plan: LoadPlan) -> list[LoadPlan]:
-        """The plan cut into one plan per file, in the order the files first appear."""
-        items_per_file: dict[str, list[ReadItem]] = {}
-        for item in plan.items:
-            items_per_file.setdefault(self.storage_data[item.storage_index].relative_path, []).append(item)
-        return [dataclasses.replace(plan, items=items) for items in items_per_file.values()]
-
-    def _in_storage_order(self, plan: LoadPlan) -> LoadPlan:
-        """The plan with items sorted by file and offset, so each file is read front to back."""
-
-        def storage_position(item: ReadItem) -> tuple[str, int]:
-            stored = self.storage_data[item.storage_index]
-            return stored.relative_path, stored.offset
-
-        return dataclasses.replace(plan, items=sorted(plan.items, key=storage_position))
-
-    def _inject_ranges(self, plan: LoadPlan) -> None:
-        if isinstance(self._reader_constructor, DCPOptimizedConstructor):
-            self._reader_constructor.set_item_ranges_by_file(plan.items, self.storage_data, self.path)
 
     def _require_checkpoint(self) -> None:
         """Fail now, not inside torch's collective, when nothing is stored at the path."""
@@ -251,80 +230,6 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             f"no DCP checkpoint at {self.path} (no {_METADATA_FILE} file or objects under it)",
             self.path,
         )
-
-
-class _CapturedCopy(torch.Tensor):
-    """Stands in for a target tensor while a load is staged: remembers what is copied into it, copies nothing.
-
-    It has the target's shape and dtype on the ``meta`` device (no memory).
-    torch's ``read_data`` checks its size and calls ``copy_(loaded)``; this
-    keeps ``loaded`` (the tensor ``torch.load`` just made) instead of copying
-    it, so staging costs no extra copy of the data. Anything else torch might
-    do with it acts on a meta tensor and is caught at commit, loudly.
-    """
-
-    source: torch.Tensor | None
-
-    @staticmethod
-    def __new__(cls, like: torch.Tensor) -> _CapturedCopy:
-        return torch.Tensor._make_subclass(cls, torch.empty(like.size(), dtype=like.dtype, device="meta"))
-
-    def __init__(self, like: torch.Tensor) -> None:
-        self.source = None
-
-    @classmethod
-    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if func is torch.Tensor.copy_ and isinstance(args[0], _CapturedCopy):
-            target, source = args[0], args[1]
-            # A narrow view of a larger loaded tensor (resharding) would keep
-            # the whole of it alive: keep a compact copy of just the view.
-            view_bytes = source.numel() * source.element_size()
-            target.source = source if source.untyped_storage().nbytes() == view_bytes else source.clone()
-            return target
-        if func is torch.Tensor.detach and isinstance(args[0], _CapturedCopy):
-            return args[0]
-        return super().__torch_function__(func, types, args, kwargs or {})  # type: ignore[no-untyped-call]
-
-
-class _StagedLoad(ForwardingPlanner):
-    """A planner proxy that receives torch's reads into staging and applies them only on ``commit``.
-
-    torch's ``read_data`` copies each tensor into ``resolve_tensor``'s target
-    as soon as it is read. Handing it stand-ins instead means an error halfway
-    (an object overwritten mid-load, a dropped endpoint) leaves the real state
-    dict untouched; the loaded tensors are kept as torch made them and copied
-    into the state dict once, at commit. Planning is the real planner's.
-    """
-
-    def __init__(self, planner: LoadPlanner) -> None:
-        super().__init__(planner)
-        self._staged: list[tuple[ReadItem, _CapturedCopy | bytes]] = []
-
-    def resolve_tensor(self, read_item: ReadItem) -> torch.Tensor:
-        return _CapturedCopy(self._planner.resolve_tensor(read_item))
-
-    def commit_tensor(self, read_item: ReadItem, tensor: torch.Tensor) -> None:
-        if not isinstance(tensor, _CapturedCopy):
-            raise TypeError(f"staged load of {read_item.dest_index}: torch committed a tensor it was not given")
-        self._staged.append((read_item, tensor))
-
-    def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
-        self._staged.append((read_item, value.getvalue()))
-
-    def commit(self) -> None:
-        for read_item, staged in self._staged:
-            if isinstance(staged, bytes):
-                self._planner.load_bytes(read_item, io.BytesIO(staged))
-                continue
-            if staged.source is None:
-                raise RuntimeError(
-                    f"staged load of {read_item.dest_index}: torch did not copy the loaded tensor in; "
-                    "this torch version reads differently, load with S3StorageReader(..., atomic=False)"
-                )
-            target = self._planner.resolve_tensor(read_item).detach()
-            target.copy_(staged.source)
-            self._planner.commit_tensor(read_item, target)
-        self._staged = []
 
 
 class S3StorageWriter(_S3CheckpointLocation, FsspecWriter):
@@ -358,3 +263,26 @@ class S3StorageWriter(_S3CheckpointLocation, FsspecWriter):
     def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
         super().reset(None)
         self._move_to(checkpoint_id)
+
+
+def local_load_plan(metadata: Metadata, keys: Sequence[str]) -> LoadPlan:
+    """The plan torch's default planner makes for loading ``keys`` of a checkpoint, without a state dict.
+
+    The target is shaped like the stored one for ``keys``: meta tensors (no
+    memory) and stand-ins for objects. Nothing is read.
+    """
+    from torch.distributed.checkpoint.default_planner import create_default_local_load_plan
+
+    target: dict[str, Any] = {}
+    for fqn in keys:
+        stored = metadata.state_dict_metadata[fqn]
+        if isinstance(stored, TensorStorageMetadata):
+            target[fqn] = torch.empty(stored.size, dtype=stored.properties.dtype, device="meta")
+        else:
+            target[fqn] = None
+    return create_default_local_load_plan(target, metadata)
+
+
+def matching_keys(metadata: Metadata, patterns: Sequence[str]) -> list[str]:
+    """The checkpoint's dotted keys that match any of the ``fnmatch`` globs ``patterns`` (``"model.*"``)."""
+    return [fqn for fqn in metadata.state_dict_metadata if any(fnmatch.fnmatchcase(fqn, p) for p in patterns)]

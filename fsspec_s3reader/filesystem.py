@@ -8,6 +8,7 @@ s3fs option) is s3fs's own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import logging
@@ -18,27 +19,19 @@ from typing import Any
 import aiobotocore.session  # type: ignore[import-untyped]
 from fsspec.asyn import get_loop
 from s3fs import S3FileSystem
-from s3fs.errors import translate_boto_error
 
 from .constructor import ReaderConstructor, make_constructor, reader_option_names
 from .readers.base import S3Reader
 from .redaction import protect_secrets
-from .retry import (
-    DEFAULT_READ_ATTEMPTS,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_RETRY_BACKOFF,
-    RetryPolicy,
-    forbid_client_retries_of_single_attempts,
-    single_attempt_requested,
-)
+from .retry import DEFAULT_READ_ATTEMPTS, DEFAULT_READ_TIMEOUT, DEFAULT_RETRY_BACKOFF, RetryPolicy
+from .stats import CountingBody, TransferCounter, TransferStats
 from .transport import (
     DEFAULT_MAX_PARTS_IN_FLIGHT,
     DEFAULT_PART_SIZE,
-    CountingBody,
+    BotocoreCalls,
+    S3Calls,
     S3ObjectTransport,
-    TransferCounter,
-    TransferStats,
-    validate_part_settings,
+    TransportSettings,
 )
 from .uris import without_scheme
 
@@ -157,18 +150,21 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         first_get_size: int = 0,
         **kwargs: Any,
     ) -> None:
-        if isinstance(first_get_size, bool) or not isinstance(first_get_size, int) or first_get_size < 0:
-            raise ValueError(f"first_get_size must be an int >= 0 (0 asks with a HEAD), got {first_get_size!r}")
-        self._first_get_size = first_get_size
         options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
         self._reader_constructor = make_constructor(reader, options)
-        validate_part_settings(part_size, max_parts_in_flight)
-        self._part_size = part_size
-        self._max_parts_in_flight = max_parts_in_flight
-        self._retry_policy = RetryPolicy(read_attempts, read_timeout, retry_backoff)
+        self._transport_settings = TransportSettings(
+            part_size=part_size,
+            max_parts_in_flight=max_parts_in_flight,
+            retry_policy=RetryPolicy(read_attempts, read_timeout, retry_backoff),
+            first_get_size=first_get_size,
+            pin_versions=bool(kwargs.get("version_aware", False)),
+        )
         self._counter = TransferCounter()
         super().__init__(*args, **kwargs)
         protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
+        self._object_calls = BotocoreCalls(
+            self._client_for, lambda: self.loop, self._counter, {**self.s3_additional_kwargs, **self.req_kw}
+        )
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -178,7 +174,17 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
     @property
     def retry_policy(self) -> RetryPolicy:
         """How reads are retried: ``read_attempts``, ``read_timeout`` and ``retry_backoff``."""
-        return self._retry_policy
+        return self._transport_settings.retry_policy
+
+    @property
+    def transport_settings(self) -> TransportSettings:
+        """How this filesystem's readers fetch: part size, parts in flight, retries, first GET, pinning."""
+        return self._transport_settings
+
+    @property
+    def object_calls(self) -> S3Calls:
+        """How this filesystem's transports reach S3: its event loop, and one counted request per call."""
+        return self._object_calls
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -220,36 +226,47 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             self.session = _shared_session(self.kwargs)
         return await super().set_session(refresh=refresh, kwargs=kwargs or {})
 
+    def object_transport(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        request_kwargs: dict[str, Any] | None = None,
+        calls: S3Calls | None = None,
+        **settings: Any,
+    ) -> S3ObjectTransport:
+        """The source a reader of ``s3://bucket/key`` is built on: ``get_object_info`` and ``get_stream``.
+
+        ``settings`` override this filesystem's :class:`TransportSettings`
+        (``part_size=...``); ``calls`` replaces how requests are sent (a
+        wrapper around :attr:`object_calls`, say, in a test).
+        """
+        return S3ObjectTransport(
+            calls or self._object_calls,
+            bucket,
+            key,
+            version_id,
+            settings=dataclasses.replace(self._transport_settings, **settings)
+            if settings
+            else self._transport_settings,
+            request_kwargs=request_kwargs,
+        )
+
+    async def _client_for(self, bucket: str) -> Any:
+        """The aiobotocore client for ``bucket`` (s3fs keeps one per region when it caches regions)."""
+        await self.set_session()
+        return await self.get_s3(bucket)
+
     async def _call_s3(self, method: str, *akwarglist: Any, **kwargs: Any) -> Any:
-        # Every S3 request of this filesystem passes here, the readers' ranged
-        # GETs and s3fs's own listing and info calls alike: count it once, and
-        # count the bytes of every body read from it.
+        # s3fs's own calls (listing, info, writing, cat_file) pass here: count
+        # each once, and the bytes of every body read from it. The readers'
+        # requests go through object_calls, which counts them the same way.
         self._counter.record_request(method)
-        if single_attempt_requested():
-            response = await self._call_s3_once(method, *akwarglist, **kwargs)
-        else:
-            response = await super()._call_s3(method, *akwarglist, **kwargs)
+        response = await super()._call_s3(method, *akwarglist, **kwargs)
         if method == "get_object" and "Body" in response:
             response["Body"] = CountingBody(response["Body"], self._counter)
         return response
-
-    async def _call_s3_once(self, method: str, *akwarglist: Any, **kwargs: Any) -> Any:
-        """One HTTP request, retried neither by s3fs nor by botocore: the transport retries it itself.
-
-        Otherwise a part could be tried ``read_attempts`` x s3fs's ``retries``
-        x botocore's ``max_attempts`` times, with three back-offs in a row.
-        """
-        await self.set_session()
-        client = await self.get_s3(kwargs.get("Bucket"))
-        forbid_client_retries_of_single_attempts(client)
-        call = getattr(client, method)
-        try:
-            return await call(**self._get_s3_method_kwargs(call, *akwarglist, **kwargs))
-        except Exception as exc:
-            translated = translate_boto_error(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
 
     def _open(
         self,
@@ -324,17 +341,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             constructor = self._reader_constructor
         else:
             constructor = make_constructor(reader if reader is not None else self._reader_constructor.name, options)
-        transport = S3ObjectTransport(
-            self,
-            bucket,
-            key,
-            version_id or path_version_id,
-            part_size=self._part_size,
-            max_parts_in_flight=self._max_parts_in_flight,
-            retry_policy=self._retry_policy,
-            request_kwargs=kwargs,
-            first_get_size=self._first_get_size,
-        )
+        transport = self.object_transport(bucket, key, version_id or path_version_id, request_kwargs=kwargs)
         logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))
         opened = constructor(bucket, key, transport.get_object_info, transport.get_stream)
         opened.bind_to_filesystem(self._counter.record_delivered, reopen)

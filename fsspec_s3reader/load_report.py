@@ -15,9 +15,10 @@ from typing import Any, Literal, TextIO, cast
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.metadata import Metadata
-from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
+from torch.distributed.checkpoint.planner import LoadPlanner, ReadItem
 
+from .plan import PlannedLoad
+from .staging import ForwardingPlanner
 from .units import format_bytes
 
 Progress = bool | Literal["always"]
@@ -68,37 +69,6 @@ def _progress_bar(total: int, description: str) -> Any:
     return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr)
 
 
-class ForwardingPlanner(LoadPlanner):
-    """A planner that hands every call to another one; subclasses intercept the reads they care about."""
-
-    def __init__(self, planner: LoadPlanner) -> None:
-        self._planner = planner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._planner, name)
-
-    def set_up_planner(self, state_dict: Any, metadata: Metadata | None = None, is_coordinator: bool = False) -> None:
-        self._planner.set_up_planner(state_dict, metadata, is_coordinator)
-
-    def create_local_plan(self) -> LoadPlan:
-        return self._planner.create_local_plan()
-
-    def create_global_plan(self, global_plan: list[LoadPlan]) -> list[LoadPlan]:
-        return self._planner.create_global_plan(global_plan)
-
-    def finish_plan(self, central_plan: LoadPlan) -> LoadPlan:
-        return self._planner.finish_plan(central_plan)
-
-    def resolve_tensor(self, read_item: ReadItem) -> torch.Tensor:
-        return self._planner.resolve_tensor(read_item)
-
-    def commit_tensor(self, read_item: ReadItem, tensor: torch.Tensor) -> None:
-        self._planner.commit_tensor(read_item, tensor)
-
-    def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
-        self._planner.load_bytes(read_item, value)
-
-
 class _ProgressPlanner(ForwardingPlanner):
     """Advances the bar by an item's stored length each time torch hands the planner a loaded item."""
 
@@ -126,14 +96,12 @@ class LoadReport:
     needed means gaps were coalesced or a strategy read ahead.
     """
 
-    def __init__(
-        self, checkpoint: str, plan: LoadPlan, storage_data: Mapping[Any, Any], filesystem: Any, progress: Progress
-    ) -> None:
-        self._checkpoint = checkpoint
+    def __init__(self, planned: PlannedLoad, filesystem: Any, progress: Progress) -> None:
+        self._checkpoint = planned.checkpoint
         self._filesystem = filesystem
-        self._lengths = {item.storage_index: storage_data[item.storage_index].length for item in plan.items}
-        self._files = len({storage_data[item.storage_index].relative_path for item in plan.items})
-        self._needed = sum(self._lengths[item.storage_index] for item in plan.items)
+        self._lengths = planned.item_lengths
+        self._files = len(planned.files)
+        self._needed = planned.bytes_needed
         self._rank = current_rank()
         self._progress = progress
         self._bar: Any = None

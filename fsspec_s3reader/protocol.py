@@ -6,8 +6,7 @@ tested against bytes in memory and reused over any transport.
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 Chunk = bytes | bytearray | memoryview
@@ -37,23 +36,3 @@ The chunks together hold exactly ``end - start`` bytes; a source that cannot
 deliver them raises instead of returning fewer. Closing the iterator early
 (``close()``) releases the connection and anything fetched ahead.
 """
-
-
-def slice_chunks(chunks: Sequence[Chunk], starts: Sequence[int], start: int, end: int) -> list[Chunk]:
-    """The bytes ``[start, end)`` out of consecutive chunks, chunk ``i`` beginning at offset ``starts[i]``.
-
-    Whole chunks are handed out as they are; only the two ends become views.
-    The chunks must cover the range.
-    """
-    index = bisect.bisect_right(starts, start) - 1
-    pieces: list[Chunk] = []
-    while start < end:
-        chunk_start, chunk = starts[index], chunks[index]
-        chunk_end = chunk_start + len(chunk)
-        if start == chunk_start and end >= chunk_end:
-            pieces.append(chunk)
-        else:
-            pieces.append(memoryview(chunk)[start - chunk_start : min(end, chunk_end) - chunk_start])
-        start = chunk_end
-        index += 1
-    return pieces

@@ -1,7 +1,8 @@
 """How the transport retries a read: which failures deserve another try, and how long to wait first.
 
-It also keeps s3fs and botocore from retrying the transport's own requests, so
-that ``read_attempts`` counts HTTP requests, not attempts of attempts.
+Each try is one HTTP request: the transport sends it with
+``S3Calls.send_once``, which nothing underneath retries, so ``read_attempts``
+counts requests, not attempts of attempts.
 """
 
 from __future__ import annotations
@@ -9,11 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
 
 from botocore.exceptions import (
     ClientError,
@@ -117,38 +114,3 @@ def is_transient(exc: BaseException) -> bool:
             code = candidate.response.get("Error", {}).get("Code")
             return status in TRANSIENT_STATUS_CODES or code in TRANSIENT_ERROR_CODES
     return isinstance(exc, TRANSIENT_EXCEPTIONS)
-
-
-# -- one attempt is one request -------------------------------------------------------
-
-_SINGLE_ATTEMPT: ContextVar[bool] = ContextVar("fsspec_s3reader_single_attempt", default=False)
-
-
-@contextmanager
-def single_attempt() -> Iterator[None]:
-    """Within this block, S3 calls of the current task are sent once: the caller retries them itself."""
-    token = _SINGLE_ATTEMPT.set(True)
-    try:
-        yield
-    finally:
-        _SINGLE_ATTEMPT.reset(token)
-
-
-def single_attempt_requested() -> bool:
-    return _SINGLE_ATTEMPT.get()
-
-
-def _refuse_retry_of_single_attempts(**_: Any) -> bool | None:
-    # aiobotocore asks its handlers whether to retry and follows the first
-    # that answers; False answers "no", None leaves it to botocore's policy.
-    return False if _SINGLE_ATTEMPT.get() else None
-
-
-def forbid_client_retries_of_single_attempts(client: Any) -> None:
-    """Make ``client`` (an aiobotocore S3 client) send calls made in ``single_attempt()`` only once.
-
-    Its other calls keep botocore's retry configuration. Registering twice is harmless.
-    """
-    client.meta.events.register_first(
-        "needs-retry.s3", _refuse_retry_of_single_attempts, unique_id="fsspec_s3reader-single-attempt"
-    )

@@ -8,10 +8,10 @@ import re
 
 import fsspec
 import pytest
-from memory_source import MemorySource
 
 from fsspec_s3reader import S3ReaderConstructor, S3ReaderFileSystem
 from fsspec_s3reader.readers.ranged import RangedS3Reader
+from fsspec_s3reader.testing import MemorySource
 
 STRATEGIES = ["sequential", "range_based", "dcp_optimized"]
 
@@ -68,7 +68,9 @@ def test_option_of_another_strategy_is_refused_naming_both(storage_options: dict
     "make",
     [
         lambda: S3ReaderConstructor.range_based(buffer_size=-1),
-        lambda: RangedS3Reader("b", "k", MemorySource(b"").get_object_info, MemorySource(b"").get_stream, -1),
+        lambda: RangedS3Reader(
+            "b", "k", MemorySource(b"").get_object_info, MemorySource(b"").get_stream, buffer_size=-1
+        ),
     ],
 )
 def test_negative_buffer_size_is_a_value_error(make: object) -> None:

@@ -8,23 +8,22 @@ import fsspec
 import pytest
 
 from fsspec_s3reader import (
-    RangeBasedConstructor,
     S3Reader,
     S3ReaderConstructor,
     S3ReaderFileSystem,
-    SequentialConstructor,
+    StrategyConstructor,
     register_reader,
     registered_readers,
 )
 from fsspec_s3reader.constructor import DCPOptimizedConstructor, make_constructor
+from fsspec_s3reader.plan import DEFAULT_MAX_GAP_SIZE
 from fsspec_s3reader.protocol import Chunk, GetObjectInfo, GetStream
 from fsspec_s3reader.readers import AdaptiveS3Reader, RangedS3Reader, SequentialS3Reader
-from fsspec_s3reader.readers.dcp_optimized import DEFAULT_MAX_GAP_SIZE
 
 
 def test_factories_build_the_named_strategies() -> None:
-    assert isinstance(S3ReaderConstructor.sequential(), SequentialConstructor)
-    assert S3ReaderConstructor.range_based(buffer_size=123) == RangeBasedConstructor(123)
+    assert S3ReaderConstructor.sequential() == StrategyConstructor(SequentialS3Reader)
+    assert S3ReaderConstructor.range_based(buffer_size=123) == StrategyConstructor(RangedS3Reader, buffer_size=123)
     assert S3ReaderConstructor.dcp_optimized().max_gap_size == DEFAULT_MAX_GAP_SIZE == 2_000_000
     assert S3ReaderConstructor.dcp_optimized(float("inf")).max_gap_size == float("inf")
 
@@ -67,11 +66,11 @@ def test_builtin_names_are_registered() -> None:
 
 
 def test_names_and_options_make_constructors() -> None:
-    assert make_constructor("range_based", {"buffer_size": 0}) == RangeBasedConstructor(0)
+    assert make_constructor("range_based", {"buffer_size": 0}) == StrategyConstructor(RangedS3Reader, buffer_size=0)
     made = make_constructor("dcp_optimized", {"max_gap_size": 0})
     assert isinstance(made, DCPOptimizedConstructor)
     assert made.max_gap_size == 0
-    assert isinstance(make_constructor("sequential"), SequentialConstructor)
+    assert make_constructor("sequential") == S3ReaderConstructor.sequential()
     assert make_constructor(None) == S3ReaderConstructor.adaptive()
 
 
@@ -128,7 +127,7 @@ def reversed_strategy() -> Iterator[None]:
     yield
     from fsspec_s3reader import constructor
 
-    constructor._FACTORIES.pop("reversed", None)
+    constructor._REGISTRY.pop("reversed", None)
 
 
 def test_a_registered_strategy_is_chosen_by_name_with_its_options(
@@ -167,4 +166,4 @@ def test_an_option_named_like_an_s3fs_parameter_stays_with_s3fs(storage_options:
     finally:
         from fsspec_s3reader import constructor
 
-        constructor._FACTORIES.pop("shadowing", None)
+        constructor._REGISTRY.pop("shadowing", None)

@@ -399,7 +399,7 @@ def test_a_writer_reused_for_another_checkpoint_keeps_its_storage_options(
 
 
 def test_staging_keeps_the_loaded_tensor_and_compacts_a_view_of_a_larger_one() -> None:
-    from fsspec_s3reader.dcp import _CapturedCopy
+    from fsspec_s3reader.staging import _CapturedCopy
 
     whole = torch.arange(10.0)
     stand_in = _CapturedCopy(torch.zeros(10))
@@ -414,11 +414,11 @@ def test_staging_keeps_the_loaded_tensor_and_compacts_a_view_of_a_larger_one() -
 def test_a_stand_in_that_torch_never_copied_into_fails_loudly_at_commit() -> None:
     from types import SimpleNamespace
 
-    from fsspec_s3reader.dcp import _StagedLoad
+    from fsspec_s3reader.staging import StagedLoad
 
     target = torch.zeros(4)
     planner = SimpleNamespace(resolve_tensor=lambda item: target, commit_tensor=lambda item, tensor: None)
-    staged = _StagedLoad(planner)  # type: ignore[arg-type]
+    staged = StagedLoad(planner)  # type: ignore[arg-type]
     item = SimpleNamespace(dest_index="weight")
     staged.commit_tensor(item, staged.resolve_tensor(item))  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="atomic=False"):

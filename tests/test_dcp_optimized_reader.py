@@ -7,15 +7,10 @@ import math
 import weakref
 
 import pytest
-from memory_source import MemorySource
 
-from fsspec_s3reader.readers.dcp_optimized import (
-    DCPOptimizedS3Reader,
-    ItemRange,
-    RangeGroup,
-    coalesce_ranges,
-    merge_overlapping,
-)
+from fsspec_s3reader.plan import ItemRange, RangeGroup, coalesce_ranges, merge_overlapping
+from fsspec_s3reader.readers.dcp_optimized import DCPOptimizedS3Reader
+from fsspec_s3reader.testing import MemorySource
 
 DATA = bytes(range(256)) * 8  # 2 KiB
 
@@ -24,7 +19,13 @@ def planned(ranges: list[tuple[int, int]], max_gap_size: float = 0, chunk_size: 
     source = MemorySource(DATA, chunk_size)
     items = [ItemRange(start, end) for start, end in ranges]
     reader = DCPOptimizedS3Reader(
-        "bucket", "key", items, source.get_object_info, source.get_stream, max_gap_size, prefetch_bytes
+        "bucket",
+        "key",
+        items,
+        source.get_object_info,
+        source.get_stream,
+        max_gap_size=max_gap_size,
+        prefetch_bytes=prefetch_bytes,
     )
     return reader, source
 
@@ -135,7 +136,12 @@ def test_the_previous_items_bytes_are_released_when_the_next_item_starts() -> No
         yield chunk
 
     reader = DCPOptimizedS3Reader(
-        "bucket", "key", [ItemRange(0, 100), ItemRange(1000, 1100)], MemorySource(DATA).get_object_info, stream, 0
+        "bucket",
+        "key",
+        [ItemRange(0, 100), ItemRange(1000, 1100)],
+        MemorySource(DATA).get_object_info,
+        stream,
+        max_gap_size=0,
     )
     assert read_item(reader, 0, 100) == DATA[0:100]
     assert read_item(reader, 1000, 1100) == DATA[1000:1100]
@@ -155,7 +161,7 @@ def test_closing_stops_every_stream() -> None:
             closed.append((start, end))
 
     reader = DCPOptimizedS3Reader(
-        "bucket", "key", [ItemRange(0, 50), ItemRange(500, 550)], source.get_object_info, tracked_stream, 0
+        "bucket", "key", [ItemRange(0, 50), ItemRange(500, 550)], source.get_object_info, tracked_stream, max_gap_size=0
     )
     read_item(reader, 0, 10)  # the second group is now started too
     assert len(reader._prefetched) == 1
@@ -172,11 +178,16 @@ def test_an_empty_plan_reads_like_range_based() -> None:
 
 
 def test_an_item_whose_stream_failed_is_read_again_from_a_new_stream() -> None:
-    from memory_source import FlakySource
+    from fsspec_s3reader.testing import FlakySource
 
     source = FlakySource(DATA, chunk_size=10, good_chunks=5)
     reader = DCPOptimizedS3Reader(
-        "bucket", "key", [ItemRange(0, 20), ItemRange(20, 200)], source.get_object_info, source.get_stream, 0
+        "bucket",
+        "key",
+        [ItemRange(0, 20), ItemRange(20, 200)],
+        source.get_object_info,
+        source.get_stream,
+        max_gap_size=0,
     )
     assert read_item(reader, 0, 20) == DATA[0:20]
     with pytest.raises(ConnectionResetError):

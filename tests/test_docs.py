@@ -119,14 +119,14 @@ def guides_server() -> Iterator[None]:
 def isolated_page() -> Iterator[None]:
     """Undo what a page changes in the process: fsspec's configuration, registered strategies, log levels."""
     saved_conf = copy.deepcopy(fsspec.config.conf)
-    saved_readers = dict(constructor._FACTORIES)
+    saved_readers = dict(constructor._REGISTRY)
     dcp_logger = logging.getLogger("fsspec_s3reader.dcp")
     saved_level = dcp_logger.level
     yield
     fsspec.config.conf.clear()
     fsspec.config.conf.update(saved_conf)
-    constructor._FACTORIES.clear()
-    constructor._FACTORIES.update(saved_readers)
+    constructor._REGISTRY.clear()
+    constructor._REGISTRY.update(saved_readers)
     dcp_logger.setLevel(saved_level)
 
 

@@ -25,8 +25,8 @@ from fsspec_s3reader import (
     S3ReaderFileSystem,
 )
 from fsspec_s3reader.local_server import LocalS3Server
-from fsspec_s3reader.readers.dcp_optimized import DCPOptimizedS3Reader, ItemRange
-from fsspec_s3reader.transport import S3ObjectTransport
+from fsspec_s3reader.plan import ItemRange
+from fsspec_s3reader.readers.dcp_optimized import DCPOptimizedS3Reader
 
 DATA = random.Random(7).randbytes(200_000)
 ITEMS = [(0, 30_000), (30_000, 80_000), (100_000, 140_000), (170_000, 200_000)]
@@ -78,16 +78,9 @@ def read_range_based_unbuffered(fs: S3ReaderFileSystem, path: str) -> bytes:
 
 def read_dcp_optimized(fs: S3ReaderFileSystem, path: str) -> bytes:
     bucket, key = path.split("/", 1)
-    transport = S3ObjectTransport(
-        fs,
-        bucket,
-        key,
-        part_size=fs._part_size,
-        max_parts_in_flight=fs._max_parts_in_flight,
-        retry_policy=fs.retry_policy,
-    )
+    transport = fs.object_transport(bucket, key)
     items = [ItemRange(start, end) for start, end in ITEMS]
-    reader = DCPOptimizedS3Reader(bucket, key, items, transport.get_object_info, transport.get_stream, 0)
+    reader = DCPOptimizedS3Reader(bucket, key, items, transport.get_object_info, transport.get_stream, max_gap_size=0)
     with reader:
         pieces = []
         for start, end in ITEMS:
@@ -154,7 +147,7 @@ def proxied_fs(options: dict[str, Any], **extra: Any) -> S3ReaderFileSystem:
 
 def clean_read(fault_proxy: FaultProxy, fs: S3ReaderFileSystem, strategy: str, path: str) -> tuple[int, int]:
     """GETs and body bytes of the read without faults (measured once per strategy and settings)."""
-    key = (strategy, path, fs._part_size, fs._max_parts_in_flight)
+    key = (strategy, path, fs.transport_settings.part_size, fs.transport_settings.max_parts_in_flight)
     if key not in _clean_reads:
         fault_proxy.reset()
         assert STRATEGIES[strategy](fs, path) == EXPECTED[strategy]
@@ -296,9 +289,11 @@ def test_an_object_overwritten_between_two_ranged_reads_raises(
     reading = S3ReaderFileSystem(part_size=8 * 1024, max_parts_in_flight=1, skip_instance_cache=True, **storage_options)
     key = stored.split("/", 1)[1]
     if strategy == "dcp_optimized":
-        transport = S3ObjectTransport(reading, bucket, key, part_size=8 * 1024, max_parts_in_flight=1)
+        transport = reading.object_transport(bucket, key)
         items = [ItemRange(start, end) for start, end in ITEMS]
-        reader: Any = DCPOptimizedS3Reader(bucket, key, items, transport.get_object_info, transport.get_stream, 0)
+        reader: Any = DCPOptimizedS3Reader(
+            bucket, key, items, transport.get_object_info, transport.get_stream, max_gap_size=0
+        )
     else:
         reader = reading.open(stored, "rb", reader=strategy.removesuffix("_unbuffered"), **_buffer(strategy))
     with reader:

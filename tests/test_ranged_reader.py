@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from memory_source import MemorySource
 
 from fsspec_s3reader import S3ReaderFileSystem
 from fsspec_s3reader.readers.ranged import DEFAULT_BUFFER_SIZE, RangedS3Reader
+from fsspec_s3reader.testing import MemorySource
 
 DATA = bytes(range(256)) * 4  # 1 KiB
 

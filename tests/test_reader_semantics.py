@@ -7,14 +7,14 @@ import math
 from file_model import assert_behaves_like_bytesio, object_bytes, operations
 from hypothesis import given
 from hypothesis import strategies as st
-from memory_source import MemorySource
 
 from fsspec_s3reader import S3ReaderFileSystem
+from fsspec_s3reader.plan import ItemRange
 from fsspec_s3reader.readers.adaptive import AdaptiveS3Reader
-from fsspec_s3reader.readers.dcp_optimized import DCPOptimizedS3Reader, ItemRange
+from fsspec_s3reader.readers.dcp_optimized import DCPOptimizedS3Reader
 from fsspec_s3reader.readers.ranged import RangedS3Reader
 from fsspec_s3reader.readers.sequential import SequentialS3Reader
-from fsspec_s3reader.transport import S3ObjectTransport
+from fsspec_s3reader.testing import MemorySource
 
 chunk_sizes = st.integers(min_value=1, max_value=64)
 buffer_sizes = st.integers(min_value=0, max_value=80)
@@ -128,7 +128,7 @@ def test_dcp_optimized_reader_over_s3_matches_bytesio(
     data, ranges = plan
     bucket_name, key, _ = fs.split_path(_put(fs, bucket, data))
     # Tiny parts, so that one range group arrives as many concurrent GETs.
-    transport = S3ObjectTransport(fs, bucket_name, key, part_size=16)
+    transport = fs.object_transport(bucket_name, key, part_size=16)
     reader = DCPOptimizedS3Reader(
         bucket_name, key, ranges, transport.get_object_info, transport.get_stream, max_gap_size=max_gap_size
     )

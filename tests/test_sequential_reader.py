@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from memory_source import MemorySource
 
 from fsspec_s3reader import S3ReaderFileSystem
 from fsspec_s3reader.readers.sequential import SequentialS3Reader
+from fsspec_s3reader.testing import MemorySource
 
 DATA = bytes(range(256)) * 8
 
@@ -67,7 +67,7 @@ def test_whole_object_over_s3_in_concurrent_parts(storage_options: dict, bucket:
 
 
 def test_a_failed_stream_is_replaced_from_where_it_broke() -> None:
-    from memory_source import FlakySource
+    from fsspec_s3reader.testing import FlakySource
 
     source = FlakySource(DATA, chunk_size=100, good_chunks=3)
     reader = SequentialS3Reader("bucket", "key", source.get_object_info, source.get_stream)

@@ -15,7 +15,8 @@ from fsspec_s3reader import (
     S3ReaderFileSystem,
     TransferStats,
 )
-from fsspec_s3reader.transport import DEFAULT_MAX_PARTS_IN_FLIGHT, S3ObjectTransport, split_into_parts
+from fsspec_s3reader.readers import RangedS3Reader
+from fsspec_s3reader.transport import DEFAULT_MAX_PARTS_IN_FLIGHT, S3Calls, split_into_parts
 
 DATA = bytes(range(256)) * 16  # 4 KiB
 
@@ -29,7 +30,7 @@ def test_split_into_parts_covers_the_range_exactly() -> None:
 def test_a_long_range_arrives_in_order_as_parts(storage_options: dict, bucket: str, fs: S3ReaderFileSystem) -> None:
     fs.pipe_file(f"{bucket}/k", DATA)
     parts_fs = S3ReaderFileSystem(part_size=1000, skip_instance_cache=True, **storage_options)
-    transport = S3ObjectTransport(parts_fs, bucket, "k", part_size=1000)
+    transport = parts_fs.object_transport(bucket, "k")
     chunks = list(transport.get_stream(100, 3900))
     assert [len(c) for c in chunks] == [1000, 1000, 1000, 800]
     assert b"".join(chunks) == DATA[100:3900]
@@ -38,7 +39,7 @@ def test_a_long_range_arrives_in_order_as_parts(storage_options: dict, bucket: s
 
 def test_a_get_tells_the_size_so_no_head_is_needed(fs: S3ReaderFileSystem, bucket: str) -> None:
     fs.pipe_file(f"{bucket}/k", DATA)
-    transport = S3ObjectTransport(fs, bucket, "k")
+    transport = fs.object_transport(bucket, "k")
     fs.reset_stats()
     list(transport.get_stream(0, 10))
     assert transport.get_object_info().size == len(DATA)
@@ -68,7 +69,7 @@ def test_an_object_overwritten_mid_read_raises_instead_of_mixing_versions(fs: S3
 def test_the_pin_comes_from_the_first_get_when_no_head_was_sent(fs: S3ReaderFileSystem, bucket: str) -> None:
     path = f"{bucket}/changing"
     fs.pipe_file(path, DATA)
-    transport = S3ObjectTransport(fs, bucket, "changing")
+    transport = fs.object_transport(bucket, "changing")
     assert b"".join(transport.get_stream(0, 10)) == DATA[:10]
     fs.pipe_file(path, DATA[::-1])
     with pytest.raises(ObjectChangedError):
@@ -77,11 +78,30 @@ def test_the_pin_comes_from_the_first_get_when_no_head_was_sent(fs: S3ReaderFile
 
 def test_a_range_beyond_the_end_of_the_object_is_an_incomplete_object(fs: S3ReaderFileSystem, bucket: str) -> None:
     fs.pipe_file(f"{bucket}/short", DATA)
-    transport = S3ObjectTransport(fs, bucket, "short")
+    transport = fs.object_transport(bucket, "short")
     with pytest.raises(IncompleteObjectError, match="short"):
         list(transport.get_stream(len(DATA) - 10, len(DATA) + 10))
     with pytest.raises(IncompleteObjectError, match="short"):
         list(transport.get_stream(len(DATA) + 10, len(DATA) + 20))
+
+
+class _WrappedCalls:
+    """The filesystem's real calls to the real server, with a test's hook on each one."""
+
+    def __init__(self, inner: S3Calls) -> None:
+        self._inner = inner
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._inner.loop
+
+    async def send_once(self, method: str, **request: Any) -> dict[str, Any]:
+        return await self._inner.send_once(method, **request)
+
+
+def _unbuffered_reader(fs: S3ReaderFileSystem, bucket: str, key: str, calls: S3Calls) -> RangedS3Reader:
+    transport = fs.object_transport(bucket, key, calls=calls)
+    return RangedS3Reader(bucket, key, transport.get_object_info, transport.get_stream, buffer_size=0)
 
 
 class _DroppingBody:
@@ -98,37 +118,38 @@ class _DroppingBody:
         self._body.close()
 
 
-class _DroppingFileSystem(S3ReaderFileSystem):
-    """The real filesystem against the real server, except that the first GET bodies drop."""
+class _DroppingCalls(_WrappedCalls):
+    """The first ``drops_left`` GET bodies drop."""
 
     drops_left = 0
 
-    async def _call_s3(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        response = await super()._call_s3(method, *args, **kwargs)
+    async def send_once(self, method: str, **request: Any) -> dict[str, Any]:
+        response = await super().send_once(method, **request)
         if method == "get_object" and self.drops_left > 0:
             self.drops_left -= 1
             response["Body"] = _DroppingBody(response["Body"])
         return response
 
 
-def test_a_dropped_connection_is_retried_and_the_read_completes(storage_options: dict, bucket: str) -> None:
-    dropping = _DroppingFileSystem(skip_instance_cache=True, **storage_options)
-    dropping.pipe_file(f"{bucket}/k", DATA)
+def test_a_dropped_connection_is_retried_and_the_read_completes(fs: S3ReaderFileSystem, bucket: str) -> None:
+    fs.pipe_file(f"{bucket}/k", DATA)
+    dropping = _DroppingCalls(fs.object_calls)
     dropping.drops_left = 2
-    dropping.reset_stats()
-    with dropping.open(f"{bucket}/k", "rb", reader="range_based", buffer_size=0) as reader:
+    fs.reset_stats()
+    with _unbuffered_reader(fs, bucket, "k", dropping) as reader:
         assert reader.read() == DATA
     assert dropping.drops_left == 0
-    assert dropping.stats.get_requests == 3
+    assert fs.stats.get_requests == 3
 
 
 def test_a_connection_that_keeps_dropping_fails_after_the_retries(storage_options: dict, bucket: str) -> None:
-    dropping = _DroppingFileSystem(read_attempts=2, retry_backoff=0, skip_instance_cache=True, **storage_options)
-    dropping.pipe_file(f"{bucket}/k", DATA)
+    fs = S3ReaderFileSystem(read_attempts=2, retry_backoff=0, skip_instance_cache=True, **storage_options)
+    fs.pipe_file(f"{bucket}/k", DATA)
+    dropping = _DroppingCalls(fs.object_calls)
     dropping.drops_left = 10
-    dropping.reset_stats()
+    fs.reset_stats()
     with (
-        dropping.open(f"{bucket}/k", "rb", reader="range_based", buffer_size=0) as reader,
+        _unbuffered_reader(fs, bucket, "k", dropping) as reader,
         pytest.raises(
             ReadRetriesExhaustedError, match=rf"s3://{bucket}/k bytes \[0, 4096\): gave up after 2"
         ) as caught,
@@ -136,7 +157,7 @@ def test_a_connection_that_keeps_dropping_fails_after_the_retries(storage_option
         reader.read()
     assert (caught.value.bucket, caught.value.key, caught.value.start, caught.value.end) == (bucket, "k", 0, len(DATA))
     assert isinstance(caught.value.__cause__, ResponseStreamingError)
-    assert dropping.stats.get_requests == 2  # read_attempts bounds the requests per part
+    assert fs.stats.get_requests == 2  # read_attempts bounds the requests per part
 
 
 def test_stats_subtract_and_reset(fs: S3ReaderFileSystem, bucket: str) -> None:
@@ -177,19 +198,18 @@ def test_bytes_delivered_show_read_amplification(fs: S3ReaderFileSystem, bucket:
     assert stats.read_amplification == stats.bytes_fetched / stats.bytes_delivered
 
 
-class _RangeIgnoringFileSystem(S3ReaderFileSystem):
+class _RangeIgnoringCalls(_WrappedCalls):
     """The real server behind a 'proxy' that drops the Range header of every GET."""
 
-    async def _call_s3(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def send_once(self, method: str, **request: Any) -> dict[str, Any]:
         if method == "get_object":
-            kwargs.pop("Range", None)
-        return await super()._call_s3(method, *args, **kwargs)
+            request.pop("Range", None)
+        return await super().send_once(method, **request)
 
 
-def test_an_endpoint_that_ignores_range_is_refused_instead_of_misread(storage_options: dict, bucket: str) -> None:
-    ignoring = _RangeIgnoringFileSystem(skip_instance_cache=True, **storage_options)
-    ignoring.pipe_file(f"{bucket}/k", DATA)
-    with ignoring.open(f"{bucket}/k", "rb", reader="range_based", buffer_size=0) as reader:
+def test_an_endpoint_that_ignores_range_is_refused_instead_of_misread(fs: S3ReaderFileSystem, bucket: str) -> None:
+    fs.pipe_file(f"{bucket}/k", DATA)
+    with _unbuffered_reader(fs, bucket, "k", _RangeIgnoringCalls(fs.object_calls)) as reader:
         reader.seek(1000)
         with pytest.raises(OSError, match="does not honour ranged GETs"):
             reader.read(10)
@@ -212,29 +232,30 @@ class _SlowBody:
         self._body.close()
 
 
-class _EventRecordingFileSystem(S3ReaderFileSystem):
+class _EventRecordingCalls(_WrappedCalls):
     """Records the order in which GETs start and their bodies are read, against the real server."""
 
-    events: list[str]
+    def __init__(self, inner: S3Calls) -> None:
+        super().__init__(inner)
+        self.events: list[str] = []
 
-    async def _call_s3(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def send_once(self, method: str, **request: Any) -> dict[str, Any]:
         if method != "get_object":
-            return await super()._call_s3(method, *args, **kwargs)
-        name = kwargs["Range"]
+            return await super().send_once(method, **request)
+        name = request["Range"]
         self.events.append(f"GET {name}")
-        response = await super()._call_s3(method, *args, **kwargs)
+        response = await super().send_once(method, **request)
         response["Body"] = _SlowBody(response["Body"], self.events, name)
         return response
 
 
 @pytest.mark.parametrize("pinned_by", ["head before the stream", "head after the stream started", "first GET"])
 def test_the_window_of_parts_opens_before_the_first_body_arrives(
-    storage_options: dict, bucket: str, pinned_by: str
+    fs: S3ReaderFileSystem, bucket: str, pinned_by: str
 ) -> None:
-    recording = _EventRecordingFileSystem(skip_instance_cache=True, **storage_options)
-    recording.pipe_file(f"{bucket}/k", DATA)
-    recording.events = []
-    transport = S3ObjectTransport(recording, bucket, "k", part_size=1024, max_parts_in_flight=4)
+    fs.pipe_file(f"{bucket}/k", DATA)
+    recording = _EventRecordingCalls(fs.object_calls)
+    transport = fs.object_transport(bucket, "k", calls=recording, part_size=1024, max_parts_in_flight=4)
     if pinned_by == "head before the stream":
         transport.get_object_info()
     stream = transport.get_stream(0, len(DATA))

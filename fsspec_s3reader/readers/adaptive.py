@@ -23,11 +23,13 @@ to be read at random costs no more than ``range_based`` with a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar
 
-from ..protocol import Chunk, GetObjectInfo, GetStream, slice_chunks
-from .base import S3Reader, close_stream
-from .ranged import RangeFetcher, validate_buffer_size
+from ..chunks import ChunkRun
+from ..protocol import Chunk, GetObjectInfo, GetStream
+from .base import S3Reader, byte_count_check, close_stream
+from .ranged import RangeFetcher, check_buffer_size
 
 logger = logging.getLogger(__name__)
 
@@ -41,24 +43,18 @@ DEFAULT_MAX_READAHEAD = 32 * 1024 * 1024
 """The most one stream asks for; each stream doubles the last until it gets here."""
 
 
-def validate_adaptive_options(buffer_size: int | None, first_readahead: int, max_readahead: int) -> int:
-    """Refuse sizes the adaptive reader cannot work with, naming the option; return the buffer size to use.
-
-    ``buffer_size=None`` means this strategy's default (64 KiB), not ``range_based``'s.
-    """
-    buffer_size = validate_buffer_size(DEFAULT_RANDOM_BUFFER_SIZE if buffer_size is None else buffer_size)
-    for name, value in (("first_readahead", first_readahead), ("max_readahead", max_readahead)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int number of bytes, got {value!r}")
-        if value <= 0:
-            raise ValueError(f"{name} must be a positive number of bytes, got {value}")
-    return buffer_size
+check_readahead = byte_count_check(1, "a stream asks for at least one byte")
 
 
 class AdaptiveS3Reader(S3Reader):
     """Streams forward reads with a growing read-ahead; serves reads after a backward or far jump with ranged GETs."""
 
     strategy = "adaptive"
+    option_checks: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = {
+        "buffer_size": check_buffer_size,
+        "first_readahead": check_readahead,
+        "max_readahead": check_readahead,
+    }
 
     def __init__(
         self,
@@ -68,24 +64,23 @@ class AdaptiveS3Reader(S3Reader):
         get_stream: GetStream,
         *,
         buffer_size: int | None = DEFAULT_RANDOM_BUFFER_SIZE,
-        first_readahead: int = DEFAULT_FIRST_READAHEAD,
-        max_readahead: int = DEFAULT_MAX_READAHEAD,
+        first_readahead: int | None = DEFAULT_FIRST_READAHEAD,
+        max_readahead: int | None = DEFAULT_MAX_READAHEAD,
     ) -> None:
         super().__init__(bucket, key)
+        options = self.check_options(
+            buffer_size=buffer_size, first_readahead=first_readahead, max_readahead=max_readahead
+        )
         self._size = get_object_info().size
         self._get_stream = get_stream
-        self._random = RangeFetcher(
-            get_stream, self._size, validate_adaptive_options(buffer_size, first_readahead, max_readahead)
-        )
-        self._next_readahead = first_readahead
-        self._max_readahead = max(max_readahead, first_readahead)
+        self._random = RangeFetcher(get_stream, self._size, options["buffer_size"])
+        self._next_readahead = options["first_readahead"]
+        self._max_readahead = max(options["max_readahead"], options["first_readahead"])
         self._sequential = True
         self._started = False
         self._forward_reads = 0
-        # Received and not yet passed by the reads: chunk i begins at offset _chunk_starts[i].
-        self._chunks: list[Chunk] = []
-        self._chunk_starts: list[int] = []
-        self._received_to = 0
+        # Received and not yet passed by the reads.
+        self._kept = ChunkRun()
         # Requested and not yet received, in order: (start, end, stream).
         self._streams: list[tuple[int, int, Iterator[Chunk]]] = []
         self._requested_to = 0
@@ -104,9 +99,9 @@ class AdaptiveS3Reader(S3Reader):
             self._switch_to_random(start)
         if not self._sequential:
             return self._random.fetch(start, end)
-        self._drop_before(start)
+        self._kept.drop_before(start)  # reads never go back past their own start
         self._receive_to(end)
-        pieces = slice_chunks(self._chunks, self._chunk_starts, start, end)
+        pieces = self._kept.slice(start, end)
         self._forward_reads += 1
         if self._forward_reads > 1:  # one read says nothing of the next; a second one going on does
             self._request_ahead(end)
@@ -126,10 +121,10 @@ class AdaptiveS3Reader(S3Reader):
         """Whether a read at ``start`` fits the stream: within what is kept or already requested."""
         if not self._started:
             self._started = True
-            self._received_to = self._requested_to = start
+            self._kept.clear(start)
+            self._requested_to = start
             return True
-        kept_from = self._chunk_starts[0] if self._chunks else self._received_to
-        return kept_from <= start <= self._requested_to
+        return self._kept.start <= start <= self._requested_to
 
     def _switch_to_random(self, start: int) -> None:
         logger.debug(
@@ -137,27 +132,17 @@ class AdaptiveS3Reader(S3Reader):
             self.bucket,
             self.key,
             start,
-            self._received_to,
+            self._kept.end,
         )
         self._sequential = False
         self._release_stream_state()
 
     def _release_stream_state(self) -> None:
         self._close_streams()
-        self._chunks = []
-        self._chunk_starts = []
-
-    def _drop_before(self, start: int) -> None:
-        """Forget chunks that end before ``start``: reads never go back past their own start."""
-        keep_from = 0
-        while keep_from < len(self._chunks) and self._chunk_starts[keep_from] + len(self._chunks[keep_from]) <= start:
-            keep_from += 1
-        if keep_from:
-            del self._chunks[:keep_from]
-            del self._chunk_starts[:keep_from]
+        self._kept.clear()
 
     def _receive_to(self, end: int) -> None:
-        while self._received_to < end:
+        while self._kept.end < end:
             if not self._streams:
                 self._request(max(end - self._requested_to, self._next_readahead))
             stream = self._streams[0][2]
@@ -172,16 +157,13 @@ class AdaptiveS3Reader(S3Reader):
                 close_stream(stream)
                 self._streams.pop(0)
                 continue
-            if chunk:
-                self._chunks.append(chunk)
-                self._chunk_starts.append(self._received_to)
-                self._received_to += len(chunk)
+            self._kept.append(chunk)
 
     def _request_ahead(self, position: int) -> None:
         """Start the next stream once reads are past the middle of the last one, so its bytes are on their way."""
         if self._requested_to >= self._size:
             return
-        last_start = self._streams[-1][0] if self._streams else self._received_to
+        last_start = self._streams[-1][0] if self._streams else self._kept.end
         if position >= (last_start + self._requested_to) // 2:
             self._request(self._next_readahead)
 
@@ -196,4 +178,4 @@ class AdaptiveS3Reader(S3Reader):
         for _, _, stream in self._streams:
             close_stream(stream)
         self._streams = []
-        self._requested_to = self._received_to
+        self._requested_to = self._kept.end

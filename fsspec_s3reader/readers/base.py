@@ -7,16 +7,30 @@ object is (``_object_size``); this base turns that into ``read``, ``readinto``,
 
 from __future__ import annotations
 
+import inspect
 import io
 import operator
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from ..protocol import Chunk
 
 _READLINE_CHUNK = 8 * 1024
 _READLINE_FIRST_PROBE = 256  # most lines are short: look a little ahead first, then further
+
+
+def byte_count_check(least: int, hint: str) -> Callable[[str, Any], int]:
+    """The check of an option that is a whole number of bytes, at least ``least`` (``hint`` says what that means)."""
+
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int number of bytes, got {value!r}")
+        if value < least:
+            raise ValueError(f"{name} must be >= {least} bytes ({hint}), got {value}")
+        return value
+
+    return check
 
 
 def _as_byte_view(buffer: Any) -> memoryview:
@@ -65,6 +79,39 @@ class S3Reader(io.BufferedIOBase):
 
     strategy: ClassVar[str] = "unknown"
     """The name this strategy is registered under (``"sequential"``, ...)."""
+
+    option_checks: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = {}
+    """Per option, its check ``check(name, value)``: returns the value or raises an error naming the option.
+
+    A strategy's options are the keyword-only parameters of its ``__init__``,
+    with their defaults; this is the one place that says what each accepts.
+    """
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """The strategy's options and their defaults: the keyword-only parameters of ``__init__``."""
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
+
+    @classmethod
+    def check_options(cls, **given: Any) -> dict[str, Any]:
+        """Every option of the strategy: ``given`` over the defaults, each checked (``None`` means the default).
+
+        Raises ``ValueError`` for a name the strategy does not take, and the
+        option's own error for a value it does not accept.
+        """
+        defaults = cls.option_defaults()
+        unknown = sorted(given.keys() - defaults.keys())
+        if unknown:
+            takes = f"takes {', '.join(sorted(defaults))}" if defaults else "takes no options"
+            raise ValueError(f"reader {cls.strategy!r} does not take {', '.join(unknown)}; it {takes}")
+        options: dict[str, Any] = {}
+        for name, default in defaults.items():
+            value = given.get(name)
+            value = default if value is None else value
+            check = cls.option_checks.get(name)
+            options[name] = value if check is None else check(name, value)
+        return options
 
     def __init__(self, bucket: str, key: str) -> None:
         super().__init__()

@@ -33,112 +33,33 @@ from __future__ import annotations
 import bisect
 import errno
 import logging
-import math
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, ClassVar
 
+from ..chunks import ChunkRun
 from ..errors import IncompleteObjectError
-from ..protocol import Chunk, GetObjectInfo, GetStream, slice_chunks
-from .base import S3Reader, close_stream
+from ..plan import (
+    DEFAULT_CONNECTION_THROUGHPUT,
+    DEFAULT_FIRST_BYTE_LATENCY,
+    ItemRange,
+    RangeGroup,
+    check_cost,
+    check_max_gap_size,
+    gap_size,
+    range_groups,
+)
+from ..protocol import Chunk, GetObjectInfo, GetStream
+from .base import S3Reader, byte_count_check, close_stream
 from .ranged import RangedS3Reader
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_FIRST_BYTE_LATENCY = 0.02
-"""Seconds a new GET waits for its first byte on S3 (typically 10-30 ms)."""
-
-DEFAULT_CONNECTION_THROUGHPUT = 100_000_000
-"""Bytes per second one S3 connection delivers (typically 80-100 MB/s)."""
-
-
-def break_even_gap(first_byte_latency: float, connection_throughput: float) -> int:
-    """The gap, in bytes, that takes as long to read as a new request takes to start.
-
-    A smaller gap is cheaper to read through than to skip with a second GET;
-    a larger one is cheaper to skip. With the defaults: 2 MB.
-    """
-    for name, value in (("first_byte_latency", first_byte_latency), ("connection_throughput", connection_throughput)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return int(first_byte_latency * connection_throughput)
-
-
-DEFAULT_MAX_GAP_SIZE = break_even_gap(DEFAULT_FIRST_BYTE_LATENCY, DEFAULT_CONNECTION_THROUGHPUT)
-"""Ranges closer than this share one GET: the break-even gap for S3's typical latency and throughput."""
-
 
 DEFAULT_PREFETCH_BYTES = 32 * 1024 * 1024
 """Bytes of the groups after the current one that may be fetched ahead, per file."""
 
 
-def validate_prefetch_bytes(prefetch_bytes: int) -> int:
-    if isinstance(prefetch_bytes, bool) or not isinstance(prefetch_bytes, int):
-        raise TypeError(f"prefetch_bytes must be an int number of bytes, got {prefetch_bytes!r}")
-    if prefetch_bytes < 0:
-        raise ValueError(f"prefetch_bytes must be >= 0 (0 fetches only the next group ahead), got {prefetch_bytes}")
-    return prefetch_bytes
-
-
-@dataclass(frozen=True)
-class ItemRange:
-    """The bytes ``[start, end)`` of one planned item in a file."""
-
-    start: int
-    end: int
-
-    def __post_init__(self) -> None:
-        if self.start < 0 or self.end < self.start:
-            raise ValueError(f"invalid item range [{self.start}, {self.end}): need 0 <= start <= end")
-
-
-@dataclass(frozen=True)
-class RangeGroup:
-    """Consecutive items served by one ranged GET stream over ``[start, end)``."""
-
-    start: int
-    end: int
-    items: tuple[ItemRange, ...]
-
-
-def validate_max_gap_size(max_gap_size: float) -> float:
-    """``max_gap_size`` in bytes: non-negative; ``float("inf")`` coalesces every range of a file."""
-    if isinstance(max_gap_size, bool) or not isinstance(max_gap_size, int | float) or math.isnan(max_gap_size):
-        raise TypeError(f"max_gap_size must be a number of bytes (or float('inf')), got {max_gap_size!r}")
-    if max_gap_size < 0:
-        raise ValueError(f"max_gap_size must be >= 0 bytes (float('inf') coalesces all), got {max_gap_size}")
-    return max_gap_size
-
-
-def merge_overlapping(ranges: Iterable[ItemRange]) -> list[ItemRange]:
-    """Sort ranges and merge those that overlap, so each byte belongs to one item.
-
-    Two read items can name the same stored bytes (two shards of one rank
-    reading one saved chunk); they become one item that both reads are served
-    from. Ranges that only touch stay separate items.
-    """
-    merged: list[ItemRange] = []
-    for item in sorted(ranges, key=lambda r: (r.start, r.end)):
-        if item.start == item.end:
-            continue  # an empty item has no bytes to fetch or to serve
-        if merged and item.start < merged[-1].end:
-            last = merged[-1]
-            merged[-1] = ItemRange(last.start, max(last.end, item.end))
-        else:
-            merged.append(item)
-    return merged
-
-
-def coalesce_ranges(items: Sequence[ItemRange], max_gap_size: float) -> list[RangeGroup]:
-    """Group sorted, non-overlapping items whose gap to the previous one is ``<= max_gap_size``."""
-    validate_max_gap_size(max_gap_size)
-    groups: list[list[ItemRange]] = []
-    for item in items:
-        if groups and item.start - groups[-1][-1].end <= max_gap_size:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-    return [RangeGroup(group[0].start, group[-1].end, tuple(group)) for group in groups]
+check_prefetch_bytes = byte_count_check(0, "0 fetches only the next group ahead")
 
 
 class DCPOptimizedS3Reader(S3Reader):
@@ -149,6 +70,12 @@ class DCPOptimizedS3Reader(S3Reader):
     """
 
     strategy = "dcp_optimized"
+    option_checks: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = {
+        "max_gap_size": check_max_gap_size,
+        "first_byte_latency": check_cost,
+        "connection_throughput": check_cost,
+        "prefetch_bytes": check_prefetch_bytes,
+    }
 
     def __init__(
         self,
@@ -157,16 +84,26 @@ class DCPOptimizedS3Reader(S3Reader):
         ranges: Iterable[ItemRange],
         get_object_info: GetObjectInfo,
         get_stream: GetStream,
-        max_gap_size: float = DEFAULT_MAX_GAP_SIZE,
+        *,
+        max_gap_size: float | None = None,
+        first_byte_latency: float = DEFAULT_FIRST_BYTE_LATENCY,
+        connection_throughput: float = DEFAULT_CONNECTION_THROUGHPUT,
         prefetch_bytes: int = DEFAULT_PREFETCH_BYTES,
     ) -> None:
         super().__init__(bucket, key)
-        self._prefetch_bytes = validate_prefetch_bytes(prefetch_bytes)
+        options = self.check_options(
+            max_gap_size=max_gap_size,
+            first_byte_latency=first_byte_latency,
+            connection_throughput=connection_throughput,
+            prefetch_bytes=prefetch_bytes,
+        )
+        self._prefetch_bytes = options["prefetch_bytes"]
         self._get_object_info = get_object_info
         self._get_stream = get_stream
-        self._items = merge_overlapping(ranges)
+        gap = gap_size(options["max_gap_size"], options["first_byte_latency"], options["connection_throughput"])
+        self._groups = range_groups(ranges, gap)
+        self._items = [item for group in self._groups for item in group.items]
         self._item_starts = [item.start for item in self._items]
-        self._groups = coalesce_ranges(self._items, max_gap_size)
         self._group_of_item = [g for g, group in enumerate(self._groups) for _ in group.items]
 
         # The stream of the current group, and the bytes received but not yet used.
@@ -180,8 +117,7 @@ class DCPOptimizedS3Reader(S3Reader):
 
         # The one buffered item: its index and its bytes as memoryview segments.
         self._current = -1
-        self._segments: list[memoryview] = []
-        self._segment_starts: list[int] = []
+        self._item_bytes = ChunkRun()
 
         self._fallback: RangedS3Reader | None = None
 
@@ -213,7 +149,7 @@ class DCPOptimizedS3Reader(S3Reader):
                 if index != self._current:
                     self._load_item(index)
                 served_to = min(end, self._items[index].end)
-                pieces.extend(slice_chunks(self._segments, self._segment_starts, start, served_to))
+                pieces.extend(self._item_bytes.slice(start, served_to))
             else:
                 served_to = self._stray_end(start, end)
                 pieces.append(self._read_stray(start, served_to))
@@ -223,8 +159,7 @@ class DCPOptimizedS3Reader(S3Reader):
     def _release(self) -> None:
         self._close_stream()
         self._close_prefetched()
-        self._segments = []
-        self._segment_starts = []
+        self._item_bytes.clear()
         if self._fallback is not None:
             self._fallback.close()
             self._fallback = None
@@ -244,8 +179,7 @@ class DCPOptimizedS3Reader(S3Reader):
         if group != self._stream_group or self._leftover_start > item.start:
             self._open_group_stream(group)
         self._current = -1  # until the item is whole, no item is buffered
-        self._segments = []  # the previous item's bytes are released here
-        self._segment_starts = []
+        self._item_bytes.clear(item.start)  # the previous item's bytes are released here
         position = self._leftover_start
         view = self._leftover
         try:
@@ -260,15 +194,13 @@ class DCPOptimizedS3Reader(S3Reader):
                     position += skip
                     continue
                 take = min(item.end - position, len(view))
-                self._segments.append(view[:take])
-                self._segment_starts.append(position)
+                self._item_bytes.append(view[:take])
                 view = view[take:]
                 position += take
         except BaseException:
             # The stream failed partway: drop it, so a retry reopens the group.
             self._close_stream()
-            self._segments = []
-            self._segment_starts = []
+            self._item_bytes.clear()
             raise
         self._leftover = view
         self._leftover_start = position

@@ -8,21 +8,16 @@ straight from the network to the caller.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
 from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader
+from .base import S3Reader, byte_count_check
 
 DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
 
 
-def validate_buffer_size(buffer_size: int | None) -> int:
-    """``buffer_size`` as a number of bytes: None means the default, 0 disables buffering."""
-    if buffer_size is None:
-        return DEFAULT_BUFFER_SIZE
-    if isinstance(buffer_size, bool) or not isinstance(buffer_size, int):
-        raise TypeError(f"buffer_size must be an int number of bytes, got {buffer_size!r}")
-    if buffer_size < 0:
-        raise ValueError(f"buffer_size must be >= 0 bytes (0 disables buffering), got {buffer_size}")
-    return buffer_size
+check_buffer_size = byte_count_check(0, "0 disables buffering")
 
 
 class RangeFetcher:
@@ -42,10 +37,10 @@ class RangeFetcher:
     adaptive one once it has seen random access.
     """
 
-    def __init__(self, get_stream: GetStream, size: int, buffer_size: int | None) -> None:
+    def __init__(self, get_stream: GetStream, size: int, buffer_size: int) -> None:
         self._get_stream = get_stream
         self._size = size
-        self.buffer_size = validate_buffer_size(buffer_size)
+        self.buffer_size = buffer_size
         self._buffer = b""
         self._buffer_start = 0
 
@@ -90,6 +85,7 @@ class RangedS3Reader(S3Reader):
     """Serves each read with a ranged GET, buffering small reads (see :class:`RangeFetcher`)."""
 
     strategy = "range_based"
+    option_checks: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = {"buffer_size": check_buffer_size}
 
     def __init__(
         self,
@@ -97,11 +93,13 @@ class RangedS3Reader(S3Reader):
         key: str,
         get_object_info: GetObjectInfo,
         get_stream: GetStream,
-        buffer_size: int | None = None,
+        *,
+        buffer_size: int | None = DEFAULT_BUFFER_SIZE,
     ) -> None:
         super().__init__(bucket, key)
+        options = self.check_options(buffer_size=buffer_size)
         self._size = get_object_info().size
-        self._fetcher = RangeFetcher(get_stream, self._size, buffer_size)
+        self._fetcher = RangeFetcher(get_stream, self._size, options["buffer_size"])
 
     @property
     def buffer_size(self) -> int:

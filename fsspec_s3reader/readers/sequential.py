@@ -10,8 +10,9 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterable, Iterator
 
+from ..chunks import ChunkRun
 from ..errors import IncompleteObjectError
-from ..protocol import Chunk, GetObjectInfo, GetStream, slice_chunks
+from ..protocol import Chunk, GetObjectInfo, GetStream
 from .base import S3Reader, close_stream
 
 
@@ -30,9 +31,7 @@ class SequentialS3Reader(S3Reader):
         super().__init__(bucket, key)
         self._size = get_object_info().size
         self._get_stream = get_stream
-        self._chunks: list[Chunk] = []
-        self._chunk_starts: list[int] = []
-        self._filled = 0
+        self._kept = ChunkRun()
         self._stream: Iterator[Chunk] | None = None
 
     def _object_size(self) -> int:
@@ -40,15 +39,15 @@ class SequentialS3Reader(S3Reader):
 
     def _pieces(self, start: int, length: int) -> Iterable[Chunk]:
         self._fill_to(start + length)
-        return slice_chunks(self._chunks, self._chunk_starts, start, start + length)
+        return self._kept.slice(start, start + length)
 
     def _fill_to(self, end: int) -> None:
-        if self._filled >= end:
+        if self._kept.end >= end:
             return
         if self._stream is None:
             # From where the bytes kept so far end: 0 at first, later after a failed stream.
-            self._stream = self._get_stream(self._filled, self._size)
-        while self._filled < end:
+            self._stream = self._get_stream(self._kept.end, self._size)
+        while self._kept.end < end:
             try:
                 chunk = next(self._stream, None)
             except BaseException:
@@ -58,15 +57,11 @@ class SequentialS3Reader(S3Reader):
                 raise
             if chunk is None:
                 raise IncompleteObjectError(
-                    errno.EIO, f"s3://{self.bucket}/{self.key} ended at byte {self._filled} of {self._size}"
+                    errno.EIO, f"s3://{self.bucket}/{self.key} ended at byte {self._kept.end} of {self._size}"
                 )
-            if chunk:
-                self._chunks.append(chunk)
-                self._chunk_starts.append(self._filled)
-                self._filled += len(chunk)
+            self._kept.append(chunk)
 
     def _release(self) -> None:
         close_stream(self._stream)
         self._stream = None
-        self._chunks = []
-        self._chunk_starts = []
+        self._kept.clear()

@@ -1,16 +1,32 @@
-"""An in-memory object behind the reader protocol, recording every range it is asked for."""
+"""Objects in memory behind the reader protocol, for testing a strategy without S3.
+
+A reader is built from ``get_object_info`` and ``get_stream`` alone, so a
+strategy of your own can be checked against :class:`MemorySource` (and its
+recorded requests) and compared with ``io.BytesIO`` over the same bytes::
+
+    source = MemorySource(data, chunk_size=7)
+    reader = MyReader("bucket", "key", source.get_object_info, source.get_stream)
+    assert reader.read() == data
+    assert source.requests == [(0, len(data))]
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fsspec_s3reader.protocol import ObjectInfo
+from .protocol import ObjectInfo
 
 
 class MemorySource:
-    """``get_object_info`` and ``get_stream`` over bytes, delivering ``chunk_size`` pieces."""
+    """``get_object_info`` and ``get_stream`` over bytes, delivering ``chunk_size`` pieces.
+
+    Every range asked for is recorded in ``requests``, and every size lookup
+    counted in ``info_calls``, so a test can say what a strategy fetched.
+    """
 
     def __init__(self, data: bytes, chunk_size: int = 7) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1 byte, got {chunk_size}")
         self.data = data
         self.chunk_size = chunk_size
         self.requests: list[tuple[int, int]] = []
@@ -21,7 +37,8 @@ class MemorySource:
         return ObjectInfo(size=len(self.data), etag='"memory"')
 
     def get_stream(self, start: int, end: int) -> Iterator[bytes]:
-        assert 0 <= start <= end <= len(self.data), f"range [{start}, {end}) outside object of {len(self.data)} bytes"
+        if not 0 <= start <= end <= len(self.data):
+            raise ValueError(f"range [{start}, {end}) outside an object of {len(self.data)} bytes")
         self.requests.append((start, end))
         return self._chunks(start, end)
 

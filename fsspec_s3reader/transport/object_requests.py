@@ -1,0 +1,330 @@
+"""One object's requests, on the event loop: HEAD and ranged GETs, retried, resumed, pinned and checked.
+
+Each try is one ``S3Calls.send_once`` (one HTTP request); ``retry.py`` says
+which failures deserve another and how long to wait. A broken body resumes
+after its last byte received. The first response pins the object's ETag (and,
+on a version-aware filesystem, its version), and every later GET asks for that
+version, so an open file never mixes two. Every GET's ``Content-Range`` is
+checked against the bytes asked for, and S3's answers become errors that
+name ``s3://bucket/key``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+
+from ..errors import IncompleteObjectError, ObjectChangedError, ReadRetriesExhaustedError
+from ..protocol import ObjectInfo
+from ..retry import BodyEndedEarlyError, RetryPolicy, is_transient
+from .calls import S3Calls
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+def _client_error_code(exc: BaseException) -> str | None:
+    """The S3 error code behind an exception s3fs translated, if there is one."""
+    for candidate in (exc, exc.__cause__):
+        if isinstance(candidate, ClientError):
+            code = candidate.response.get("Error", {}).get("Code")
+            return str(code) if code is not None else None
+    return None
+
+
+def parse_content_range(content_range: str | None) -> tuple[int, int, int | None] | None:
+    """``Content-Range: bytes 0-99/12345`` as ``(0, 100, 12345)`` (end exclusive; total None for ``*``)."""
+    if not content_range or not content_range.startswith("bytes ") or "/" not in content_range:
+        return None
+    span, _, total = content_range[len("bytes ") :].partition("/")
+    first, _, last = span.partition("-")
+    if not (first.isdigit() and last.isdigit()):
+        return None
+    return int(first), int(last) + 1, int(total) if total.isdigit() else None
+
+
+async def read_body_into(chunks: list[bytes], body: Any, length: int, timeout: float | None) -> None:
+    """Append a response body's ``length`` bytes to ``chunks`` as the pieces the HTTP client received.
+
+    ``read(n)`` hands back what the connection has buffered, up to ``n``
+    bytes, as the client's own ``bytes`` objects; reading the whole body at
+    once would copy every piece into a new buffer of the part's size. Each
+    piece lands in ``chunks`` as soon as it arrives, so that when the
+    connection breaks the caller knows exactly where to resume.
+    """
+    if timeout is None:
+        await _read_pieces(chunks, body.read, length, lambda: None)
+    elif sys.version_info >= (3, 11):
+        # One deadline for the whole body, pushed back as bytes arrive. Moving
+        # it costs a timer; so it moves only once a quarter of the timeout has
+        # passed, and lies 1.25 timeouts after the last move: a body that goes
+        # silent fails between 1 and 1.25 timeouts later, never sooner.
+        # (asyncio.wait_for around every read would cost a task per piece,
+        # ~30 us, thousands of times per part.)
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(loop.time() + 1.25 * timeout) as deadline:
+            moved_at = loop.time()
+
+            def progress() -> None:
+                nonlocal moved_at
+                now = loop.time()
+                if now - moved_at > timeout / 4:
+                    deadline.reschedule(now + 1.25 * timeout)
+                    moved_at = now
+
+            await _read_pieces(chunks, body.read, length, progress)
+    else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
+
+        async def read_within_timeout(amount: int) -> bytes:
+            piece: bytes = await asyncio.wait_for(body.read(amount), timeout)
+            return piece
+
+        await _read_pieces(chunks, read_within_timeout, length, lambda: None)
+
+
+async def _read_pieces(
+    chunks: list[bytes], read: Callable[[int], Awaitable[bytes]], length: int, progress: Callable[[], None]
+) -> None:
+    remaining = length
+    while remaining > 0:
+        piece = await read(remaining)
+        if not piece:
+            raise BodyEndedEarlyError(f"the response body ended {remaining} bytes short of its {length}")
+        chunks.append(piece)
+        remaining -= len(piece)
+        progress()
+
+
+class ObjectRequests:
+    """The requests of one open object: what they learned (size, pin) and how each is sent, retried and checked.
+
+    Its coroutines run on ``calls.loop``; ``wait_for_pin`` is for the
+    caller's thread, which waits there for the first response's headers.
+    """
+
+    def __init__(
+        self,
+        calls: S3Calls,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        *,
+        retry_policy: RetryPolicy,
+        pin_versions: bool,
+        request_kwargs: dict[str, Any],
+    ) -> None:
+        self._calls = calls
+        self.bucket = bucket
+        self.key = key
+        self._version_id = version_id
+        self._retry_policy = retry_policy
+        self._pin_versions = pin_versions
+        self._request_kwargs_extra = request_kwargs
+        self.info: ObjectInfo | None = None
+        self._pinned_etag: str | None = None
+        self._pinned_version: str | None = None
+        # Settled once a response told us the ETag (or that there is none);
+        # until then a stream keeps one GET in flight so all parts share a pin.
+        self.pin_settled = version_id is not None
+        self._pin_changed = threading.Condition()
+
+    @property
+    def uri(self) -> str:
+        suffix = f"?versionId={self._version_id}" if self._version_id else ""
+        return f"s3://{self.bucket}/{self.key}{suffix}"
+
+    # -- the pin, seen from the caller's thread ------------------------------------------
+
+    def wait_for_pin(self, first_response_done: Callable[[], bool]) -> None:
+        """Block until a response settled the pin, or the first request is over (it may have failed)."""
+        with self._pin_changed:
+            self._pin_changed.wait_for(lambda: self.pin_settled or first_response_done())
+
+    def notify_pin_waiters(self) -> None:
+        with self._pin_changed:
+            self._pin_changed.notify_all()
+
+    def _learn(self, response: dict[str, Any], size: int | None) -> None:
+        """Keep what a response told us: the ETag to pin and, if known, the size."""
+        with self._pin_changed:
+            if self.info is None and size is not None:
+                self.info = ObjectInfo(size=size, etag=response.get("ETag"), version_id=response.get("VersionId"))
+            if not self.pin_settled:
+                self._pinned_etag = response.get("ETag")
+                if self._pin_versions:
+                    # The user opted into versions (and the permission to GET
+                    # them): later GETs ask for this very version, so an
+                    # overwrite mid-read does not even interrupt the read.
+                    self._pinned_version = response.get("VersionId")
+                self.pin_settled = True
+            self._pin_changed.notify_all()
+
+    # -- requests --------------------------------------------------------------------
+
+    def _request(self) -> dict[str, Any]:
+        request: dict[str, Any] = {**self._request_kwargs_extra, "Bucket": self.bucket, "Key": self.key}
+        version_id = self._version_id or self._pinned_version
+        if version_id:
+            request["VersionId"] = version_id
+        return request
+
+    async def head(self) -> None:
+        """Learn the size and pin from a HEAD."""
+
+        async def head_once(attempt: int) -> dict[str, Any]:
+            began = time.monotonic()
+            response = await asyncio.wait_for(
+                self._calls.send_once("head_object", **self._request()), self._retry_policy.wait_limit
+            )
+            logger.debug("HEAD %s in %.0f ms (attempt %d)", self.uri, (time.monotonic() - began) * 1000, attempt)
+            return response
+
+        response = await self._with_retries(head_once, lambda: None)
+        self._learn(response, int(response["ContentLength"]))
+
+    async def get_part(self, start: int, end: int, *, up_to_object_end: bool = False) -> list[bytes]:
+        """The bytes ``[start, end)`` as received; a retry asks only for the bytes not yet received.
+
+        ``up_to_object_end``: the object may end before ``end`` (its size is not
+        known yet); then the bytes up to its end are the part.
+        """
+        chunks: list[bytes] = []
+
+        def part_end() -> int:
+            return min(end, self.info.size) if up_to_object_end and self.info else end
+
+        def unread() -> tuple[int, int]:
+            return start + sum(len(chunk) for chunk in chunks), part_end()
+
+        async def get_rest(attempt: int) -> list[bytes]:
+            rest, stop = unread()
+            if rest < stop:  # a try that failed after its last byte leaves nothing to ask for
+                await self._get_into(chunks, rest, stop, attempt, up_to_object_end=up_to_object_end)
+            return chunks
+
+        return await self._with_retries(get_rest, unread)
+
+    async def _get_into(
+        self, chunks: list[bytes], start: int, end: int, attempt: int, *, up_to_object_end: bool = False
+    ) -> None:
+        """One ranged GET of ``[start, end)``, its body appended to ``chunks`` as it arrives."""
+        what = f"bytes [{start}, {end})"
+        request = self._request()
+        request["Range"] = f"bytes={start}-{end - 1}"
+        if self._pinned_etag:
+            request["IfMatch"] = self._pinned_etag
+        timeout = self._retry_policy.wait_limit
+        began = time.monotonic()
+        already = len(chunks)
+        response = await asyncio.wait_for(self._calls.send_once("get_object", **request), timeout)
+        body = response["Body"]
+        try:
+            served_end = self._check_served_range(response, start, end, what, up_to_object_end)
+            await read_body_into(chunks, body, served_end - start, timeout)
+        finally:
+            body.close()
+            logger.debug(
+                "GET %s %s: %d bytes in %.0f ms (attempt %d)",
+                self.uri,
+                what,
+                sum(len(chunk) for chunk in chunks[already:]),
+                (time.monotonic() - began) * 1000,
+                attempt,
+            )
+
+    def _check_served_range(
+        self, response: dict[str, Any], start: int, end: int, what: str, up_to_object_end: bool
+    ) -> int:
+        """Accept a GET's response only if it holds the bytes asked for; learn the object's size from it.
+
+        Returns where the served bytes end: ``end``, or the object's end when
+        ``up_to_object_end`` allows the answer to stop there.
+        """
+        served = parse_content_range(response.get("ContentRange"))
+        if served is None or served[0] != start:
+            # Without this check a server (or proxy) that ignores Range would
+            # hand us the object's first bytes as if they were these.
+            raise OSError(
+                errno.EIO,
+                f"{self.uri}: asked for {what}, the endpoint answered "
+                f"{response.get('ContentRange') or 'without a Content-Range'}; it does not honour ranged GETs",
+            )
+        self._learn(response, served[2])
+        if up_to_object_end and served[1] < end and served[1] == served[2]:
+            return served[1]
+        if served[1] != end:
+            raise IncompleteObjectError(
+                errno.EIO,
+                f"{what} runs past the end of {self.uri} (object size {served[2]}); "
+                "the object is shorter than expected",
+            )
+        return end
+
+    # -- retries and errors ------------------------------------------------------------
+
+    async def _with_retries(
+        self, attempt_once: Callable[[int], Awaitable[_T]], unread: Callable[[], tuple[int, int] | None]
+    ) -> _T:
+        """``attempt_once(attempt)`` until it succeeds, fails for good, or the policy's attempts are spent.
+
+        ``unread()`` names the bytes still missing after a failure (``None``
+        for a HEAD), for the log and the final error.
+        """
+        policy = self._retry_policy
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                return await attempt_once(attempt)
+            except Exception as exc:
+                span = unread()
+                what = "HEAD" if span is None else f"bytes [{span[0]}, {span[1]})"
+                if not is_transient(exc):
+                    translated = self._translate(exc, what)
+                    if translated is None:
+                        raise
+                    raise translated from exc
+                if attempt == policy.attempts:
+                    raise ReadRetriesExhaustedError.after(self.bucket, self.key, span, attempt, exc) from exc
+                delay = policy.delay(attempt)
+                logger.warning(
+                    "%s %s: attempt %d of %d failed (%s: %s); retrying in %.2fs",
+                    self.uri,
+                    what,
+                    attempt,
+                    policy.attempts,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def _translate(self, exc: Exception, what: str) -> Exception | None:
+        """The error to raise instead of ``exc`` where it has a clearer one; else None."""
+        code = _client_error_code(exc)
+        if isinstance(exc, FileNotFoundError) or code in ("NoSuchKey", "NoSuchBucket", "NoSuchVersion", "404"):
+            return FileNotFoundError(
+                errno.ENOENT, "No such S3 object (check the bucket, the key and the endpoint)", self.uri
+            )
+        if isinstance(exc, PermissionError) or code in ("AccessDenied", "AllAccessDisabled", "403"):
+            return PermissionError(
+                errno.EACCES, "Access denied (check the credentials, or anon=True for a public object)", self.uri
+            )
+        if code == "PreconditionFailed":
+            return ObjectChangedError(
+                errno.ESTALE,
+                f"{self.uri} was overwritten while being read (pinned ETag {self._pinned_etag}); "
+                "reopen it to read the new version",
+            )
+        if code == "InvalidRange":
+            size = self.info.size if self.info else "unknown"
+            return IncompleteObjectError(errno.EIO, f"{what} lies beyond the end of {self.uri} (object size {size})")
+        return None

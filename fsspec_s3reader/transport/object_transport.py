@@ -1,0 +1,274 @@
+"""The source behind one open reader: ``get_object_info()`` and ``get_stream(start, end)`` over S3.
+
+Readers call these from their own thread; the requests run on the event loop
+of the :class:`~fsspec_s3reader.transport.calls.S3Calls` given. How a range is
+fetched::
+
+    get_stream(start, end)
+      [start ............................................... end)
+      | part 0 | part 1 | part 2 | part 3 | ...          | last |
+        \\ up to ``max_parts_in_flight`` GETs run at once; parts are
+          handed out in order, as the ``bytes`` pieces the HTTP client
+          received (never joined into a copy here).
+
+While the ETag is not yet known, only the first GET is in flight; its response
+headers pin the ETag and the rest of the window opens at once, so all parts
+come from one version of the object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections import deque
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fsspec.asyn import sync
+
+from ..chunks import ChunkRun
+from ..errors import IncompleteObjectError
+from ..protocol import Chunk, ObjectInfo
+from ..retry import RetryPolicy
+from .calls import S3Calls
+from .object_requests import ObjectRequests
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+"""Bytes per ranged GET when a long range is split into concurrent parts."""
+
+DEFAULT_MAX_PARTS_IN_FLIGHT = 8
+"""Concurrent GETs per stream; with the default part size, a 64 MiB memory window."""
+
+_T = TypeVar("_T")
+
+
+def _check_count(name: str, value: int, least: int, meaning: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < least:
+        raise ValueError(f"{name} must be {meaning}, got {value}")
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    """How every transport of one filesystem fetches: part sizes, the window, retries, the first GET, pinning."""
+
+    part_size: int = DEFAULT_PART_SIZE
+    max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    first_get_size: int = 0
+    """When > 0, learn an object's size from a GET of its first this-many bytes (kept) instead of a HEAD."""
+    pin_versions: bool = False
+    """Pin the first response's ``VersionId`` too (a version-aware filesystem), not only its ETag."""
+
+    def __post_init__(self) -> None:
+        _check_count("part_size", self.part_size, 1, "a positive number of bytes")
+        _check_count("max_parts_in_flight", self.max_parts_in_flight, 1, "at least 1")
+        if isinstance(self.first_get_size, bool) or not isinstance(self.first_get_size, int) or self.first_get_size < 0:
+            raise ValueError(f"first_get_size must be an int >= 0 (0 asks with a HEAD), got {self.first_get_size!r}")
+
+
+def split_into_parts(start: int, end: int, part_size: int) -> list[tuple[int, int]]:
+    """Cut ``[start, end)`` into consecutive ``[s, e)`` parts of at most ``part_size`` bytes."""
+    return [(s, min(s + part_size, end)) for s in range(start, end, part_size)]
+
+
+class S3ObjectTransport:
+    """HEAD and ranged GETs for one S3 object; the source behind one open reader.
+
+    Built by the filesystem for every file it opens, so the ETag pin and the
+    cached object info live exactly as long as that file.
+    """
+
+    def __init__(
+        self,
+        calls: S3Calls,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        settings: TransportSettings | None = None,
+        request_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self._calls = calls
+        self._settings = settings or TransportSettings()
+        self._requests = ObjectRequests(
+            calls,
+            bucket,
+            key,
+            version_id,
+            retry_policy=self._settings.retry_policy,
+            pin_versions=self._settings.pin_versions,
+            request_kwargs=dict(request_kwargs or {}),
+        )
+        # The object's first bytes, received by the GET that told us its size.
+        self._first_bytes = ChunkRun()
+
+    @property
+    def bucket(self) -> str:
+        return self._requests.bucket
+
+    @property
+    def key(self) -> str:
+        return self._requests.key
+
+    @property
+    def uri(self) -> str:
+        return self._requests.uri
+
+    # -- the protocol readers see ------------------------------------------------
+
+    def get_object_info(self) -> ObjectInfo:
+        """Size, ETag and version of the object; asked once, cached after.
+
+        With ``first_get_size`` > 0, asked with a GET of the object's first
+        ``first_get_size`` bytes rather than a HEAD: the answer's ``Content-Range`` tells the size, and the
+        bytes are kept for the reads that usually follow (a small object is
+        then read with one request instead of two). An empty object, which has
+        no first byte to ask for, is asked with a HEAD. A GET that already ran
+        may have told us the size, in which case nothing is sent at all.
+        """
+        if self._requests.info is None:
+            self._refuse_the_event_loop()
+            if self._settings.first_get_size > 0:
+                sync(self._calls.loop, self._get_first_bytes)
+            if self._requests.info is None:
+                sync(self._calls.loop, self._requests.head)
+        assert self._requests.info is not None
+        return self._requests.info
+
+    def get_stream(self, start: int, end: int) -> Iterator[Chunk]:
+        """Yield the bytes of ``[start, end)`` in order, as concurrent ranged GETs.
+
+        The first GET is sent now, not at the first ``next()``: a reader that
+        knows what it will need (the DCP reader's next range group) starts the
+        stream early and the bytes are on their way while it works.
+        """
+        if start < 0 or end < start:
+            raise ValueError(f"invalid byte range [{start}, {end}) for {self.uri}")
+        kept_to = min(end, self._first_bytes.end)
+        if start >= kept_to:
+            return _PartStream(self, split_into_parts(start, end, self._settings.part_size))
+        # The start of the range was received with the object's size: hand it
+        # out from memory, and fetch only the rest (started now, as always).
+        kept = self._first_bytes.slice(start, kept_to)
+        rest = _PartStream(self, split_into_parts(kept_to, end, self._settings.part_size))
+        return _KeptThenStreamed(kept, rest)
+
+    # -- internals -----------------------------------------------------------------
+
+    async def _get_first_bytes(self) -> None:
+        """GET the first bytes (as many as there are, up to ``first_get_size``), learning size and ETag."""
+        try:
+            chunks = await self._requests.get_part(0, self._settings.first_get_size, up_to_object_end=True)
+        except IncompleteObjectError:
+            # 416: an empty object has no byte 0 to ask for; the HEAD will tell its size.
+            logger.debug("%s: no first byte to GET (an empty object?); asking with HEAD", self.uri)
+            return
+        self._first_bytes = ChunkRun(0, chunks)
+
+    def _submit_part(self, start: int, end: int) -> concurrent.futures.Future[list[bytes]]:
+        return self._submit(self._requests.get_part(start, end))
+
+    def _submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
+        try:
+            self._refuse_the_event_loop()
+        except RuntimeError:
+            coro.close()
+            raise
+        return asyncio.run_coroutine_threadsafe(coro, self._calls.loop)
+
+    def _refuse_the_event_loop(self) -> None:
+        """Blocking on the requests' loop from inside it would wait forever: say so instead."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if running is self._calls.loop:
+            raise RuntimeError(
+                f"cannot read {self.uri} from inside fsspec's event loop; call the reader from a regular thread"
+            )
+
+    @property
+    def pin_settled(self) -> bool:
+        """Whether a response has told which version every GET must ask for."""
+        return self._requests.pin_settled
+
+    def _window(self) -> int:
+        """GETs a stream may keep in flight: one until the first response has pinned the version."""
+        return self._settings.max_parts_in_flight if self.pin_settled else 1
+
+    def _wait_for_pin(self, first_part: concurrent.futures.Future[list[bytes]]) -> None:
+        first_part.add_done_callback(lambda _: self._requests.notify_pin_waiters())
+        self._requests.wait_for_pin(first_part.done)
+
+
+class _PartStream(Iterator[bytes]):
+    """The parts of one range, fetched concurrently within a window and handed out in order."""
+
+    def __init__(self, transport: S3ObjectTransport, parts: list[tuple[int, int]]) -> None:
+        self._transport = transport
+        self._parts = parts
+        self._next_part = 0
+        self._in_flight: deque[concurrent.futures.Future[list[bytes]]] = deque()
+        self._ready: deque[bytes] = deque()  # the chunks of the part being handed out
+        self._fill_window()
+
+    def __next__(self) -> bytes:
+        if not self._ready:
+            self._ready.extend(self._next_part_chunks())
+        return self._ready.popleft()
+
+    def _next_part_chunks(self) -> list[bytes]:
+        if not self._in_flight:
+            raise StopIteration
+        if not self._transport.pin_settled and self._next_part < len(self._parts):
+            # Open the window as soon as the first response's headers arrive
+            # (they pin the ETag), not when its whole body has.
+            self._transport._wait_for_pin(self._in_flight[0])
+        self._fill_window()  # the pin may have settled since the last call, elsewhere too
+        try:
+            part = self._in_flight.popleft().result()
+        except BaseException:
+            self.close()
+            raise
+        self._fill_window()  # keep the window full while the caller works on this part
+        return part
+
+    def _fill_window(self) -> None:
+        window = self._transport._window()
+        while self._next_part < len(self._parts) and len(self._in_flight) < window:
+            start, end = self._parts[self._next_part]
+            self._in_flight.append(self._transport._submit_part(start, end))
+            self._next_part += 1
+
+    def close(self) -> None:
+        """Stop fetching: the caller closed the file or moved elsewhere."""
+        while self._in_flight:
+            self._in_flight.pop().cancel()
+        self._next_part = len(self._parts)
+        self._ready.clear()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class _KeptThenStreamed(Iterator[Chunk]):
+    """Bytes already in memory, then a stream of the rest; closing it closes the stream."""
+
+    def __init__(self, kept: list[Chunk], rest: _PartStream) -> None:
+        self._kept = deque(kept)
+        self._rest = rest
+
+    def __next__(self) -> Chunk:
+        if self._kept:
+            return self._kept.popleft()
+        return next(self._rest)
+
+    def close(self) -> None:
+        self._kept.clear()
+        self._rest.close()
