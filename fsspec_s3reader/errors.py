@@ -9,6 +9,15 @@ from __future__ import annotations
 import errno
 
 
+def describe_span(span: tuple[int, int] | None) -> str:
+    """How a log line or an error names the bytes a request was after: ``None`` is a HEAD, a negative start a suffix."""
+    if span is None:
+        return "object info (HEAD)"
+    if span[0] < 0:
+        return f"the last {-span[0]} bytes"
+    return f"bytes [{span[0]}, {span[1]})"
+
+
 class ObjectChangedError(OSError):
     """The object was overwritten while it was being read.
 
@@ -55,7 +64,7 @@ class ReadRetriesExhaustedError(OSError):
         cause: BaseException,
     ) -> ReadRetriesExhaustedError:
         """The error for ``attempts`` failed tries at ``span`` (``None`` for a HEAD), the last one with ``cause``."""
-        what = "object info (HEAD)" if span is None else f"bytes [{span[0]}, {span[1]})"
+        what = describe_span(span)
         error = cls(
             errno.EIO,
             f"s3://{bucket}/{key} {what}: gave up after {attempts} attempts: {type(cause).__name__}: {cause}; "

@@ -14,6 +14,7 @@ import inspect
 import logging
 import os
 import threading
+import weakref
 from typing import Any
 
 import aiobotocore.session  # type: ignore[import-untyped]
@@ -26,13 +27,20 @@ from .redaction import protect_secrets
 from .retry import DEFAULT_READ_ATTEMPTS, DEFAULT_READ_TIMEOUT, DEFAULT_RETRY_BACKOFF, RetryPolicy
 from .stats import CountingBody, TransferCounter, TransferStats
 from .transport import (
+    DEFAULT_FIRST_GET_SIZE,
     DEFAULT_MAX_PARTS_IN_FLIGHT,
+    DEFAULT_MAX_REQUESTS_IN_FLIGHT,
     DEFAULT_PART_SIZE,
     BotocoreCalls,
+    LeanCalls,
+    LimitedCalls,
+    RequestLimiter,
     S3Calls,
     S3ObjectTransport,
     TransportSettings,
 )
+from .transport.object_requests import ObjectRequests
+from .transport.whole_reads import download, read_range
 from .uris import without_scheme
 
 logger = logging.getLogger(__name__)
@@ -86,6 +94,21 @@ def _shared_session(session_kwargs: dict[str, Any]) -> Any:
         return session
 
 
+_READ_FROM_THE_END = (".parquet", ".parq", ".pq")
+"""Formats whose readers start at the end of the file (parquet's footer holds where everything else is)."""
+
+
+def _read_from_end(key: str) -> bool:
+    return key.lower().endswith(_READ_FROM_THE_END)
+
+
+def _close_lean_session(calls: LeanCalls) -> None:
+    """When a filesystem goes: close its HTTP connections on their loop, if that loop still runs."""
+    loop = calls.loop
+    if loop.is_running() and not loop.is_closed():
+        asyncio.run_coroutine_threadsafe(calls.close(), loop)
+
+
 def _strategy_option_names() -> frozenset[str]:
     """Options that belong to a reader strategy; a name s3fs also takes stays s3fs's."""
     return reader_option_names() - _S3FS_PARAMETERS
@@ -126,9 +149,17 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         at 10 s), with jitter (default 0.2).
     first_get_size:
         When a reader needs an object's size, ask with a GET of its first
-        this-many bytes instead of a HEAD, and keep them for the reads that
-        follow (default 0: a HEAD). With ``64 * 1024``, opening and reading a
-        small object costs one request instead of two.
+        this-many bytes (its last, for a ``.parquet`` file, read from its
+        footer) and keep them for the reads that follow (default 64 KiB: a
+        small object costs one request; 0 asks with a HEAD instead).
+    max_requests_in_flight:
+        How many requests this filesystem keeps in flight at once, all its
+        files and ``cat``/``get`` calls together (default 64).
+    lean_requests:
+        Send GETs and HEADs as one signed HTTP request each, with the
+        endpoint, addressing style, region and credentials botocore gives
+        for the bucket, instead of through botocore's whole request pipeline
+        (default True; False sends every request through botocore).
 
     ``fs.stats`` tells how many requests this filesystem sent (GET, HEAD,
     other) and how many body bytes it received, for its readers and for
@@ -147,7 +178,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         read_attempts: int = DEFAULT_READ_ATTEMPTS,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         retry_backoff: float = DEFAULT_RETRY_BACKOFF,
-        first_get_size: int = 0,
+        first_get_size: int = DEFAULT_FIRST_GET_SIZE,
+        max_requests_in_flight: int = DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+        lean_requests: bool = True,
         **kwargs: Any,
     ) -> None:
         options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
@@ -162,9 +195,18 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         self._counter = TransferCounter()
         super().__init__(*args, **kwargs)
         protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
-        self._object_calls = BotocoreCalls(
-            self._client_for, lambda: self.loop, self._counter, {**self.s3_additional_kwargs, **self.req_kw}
-        )
+        self._object_calls = self._make_object_calls(max_requests_in_flight, lean_requests)
+
+    def _make_object_calls(self, max_requests_in_flight: int, lean: bool) -> LimitedCalls:
+        if not isinstance(lean, bool):
+            raise TypeError(f"lean_requests must be True or False, got {lean!r}")
+        limiter = RequestLimiter(max_requests_in_flight)
+        defaults = {**self.s3_additional_kwargs, **self.req_kw}
+        calls: S3Calls = BotocoreCalls(self._client_for, lambda: self.loop, self._counter, defaults)
+        if lean:
+            calls = LeanCalls(calls, self._client_for, self._counter, defaults, self.client_kwargs, limiter.limit)
+            weakref.finalize(self, _close_lean_session, calls)
+        return LimitedCalls(calls, limiter)
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -234,24 +276,78 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         *,
         request_kwargs: dict[str, Any] | None = None,
         calls: S3Calls | None = None,
+        read_from_end: bool = False,
         **settings: Any,
     ) -> S3ObjectTransport:
         """The source a reader of ``s3://bucket/key`` is built on: ``get_object_info`` and ``get_stream``.
 
         ``settings`` override this filesystem's :class:`TransportSettings`
         (``part_size=...``); ``calls`` replaces how requests are sent (a
-        wrapper around :attr:`object_calls`, say, in a test).
+        wrapper around :attr:`object_calls`, say, in a test); ``read_from_end``
+        makes the first GET ask for the object's last bytes.
         """
+        chosen = dataclasses.replace(self._transport_settings, **settings) if settings else self._transport_settings
         return S3ObjectTransport(
             calls or self._object_calls,
             bucket,
             key,
             version_id,
-            settings=dataclasses.replace(self._transport_settings, **settings)
-            if settings
-            else self._transport_settings,
+            settings=chosen,
+            request_kwargs=request_kwargs,
+            read_from_end=read_from_end,
+        )
+
+    def _object_requests(self, path: str, version_id: str | None, request_kwargs: dict[str, Any]) -> ObjectRequests:
+        bucket, key, path_version_id = self.split_path(path)
+        settings = self._transport_settings
+        return ObjectRequests(
+            self._object_calls,
+            bucket,
+            key,
+            version_id or path_version_id,
+            retry_policy=settings.retry_policy,
+            pin_versions=settings.pin_versions,
             request_kwargs=request_kwargs,
         )
+
+    async def _cat_file(
+        self, path: str, version_id: str | None = None, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        """The bytes ``[start, end)`` of one object, through this filesystem's transport (no HEAD; parallel parts).
+
+        What ``cat``, ``cat_ranges`` and the async readers of zarr and
+        ``fsspec.parquet`` call, concurrently, for each object or range.
+        """
+        kwargs.pop("chunksize", None), kwargs.pop("max_concurrency", None)  # s3fs's tuning: the parts are ours
+        settings = self._transport_settings
+        chunks = await read_range(
+            self._object_requests(path, version_id, kwargs),
+            start,
+            end,
+            part_size=settings.part_size,
+            parts_in_flight=settings.max_parts_in_flight,
+        )
+        data = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
+        self._counter.record_delivered(len(data))
+        return data
+
+    async def _get_file(
+        self, rpath: str, lpath: str, callback: Any = None, version_id: str | None = None, **kwargs: Any
+    ) -> None:
+        """Download one object to ``lpath`` through this filesystem's transport, as parallel parts."""
+        if os.path.isdir(lpath):
+            return
+        kwargs.pop("chunksize", None), kwargs.pop("max_concurrency", None)
+        settings = self._transport_settings
+        size = await download(
+            self._object_requests(rpath, version_id, kwargs),
+            lpath,
+            part_size=settings.part_size,
+            parts_in_flight=settings.max_parts_in_flight,
+            set_size=callback.set_size if callback is not None else lambda size: None,
+            progress=callback.relative_update if callback is not None else lambda count: None,
+        )
+        self._counter.record_delivered(size)
 
     async def _client_for(self, bucket: str) -> Any:
         """The aiobotocore client for ``bucket`` (s3fs keeps one per region when it caches regions)."""
@@ -341,7 +437,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             constructor = self._reader_constructor
         else:
             constructor = make_constructor(reader if reader is not None else self._reader_constructor.name, options)
-        transport = self.object_transport(bucket, key, version_id or path_version_id, request_kwargs=kwargs)
+        transport = self.object_transport(
+            bucket, key, version_id or path_version_id, request_kwargs=kwargs, read_from_end=_read_from_end(key)
+        )
         logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))
         opened = constructor(bucket, key, transport.get_object_info, transport.get_stream)
         opened.bind_to_filesystem(self._counter.record_delivered, reopen)

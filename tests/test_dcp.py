@@ -96,8 +96,8 @@ def test_every_file_is_one_request_when_all_gaps_coalesce(saved: tuple[str, dict
     reader.filesystem.reset_stats()
     load(blank_like(state), reader)
     stats = reader.filesystem.stats
-    assert stats.get_requests == 1 + 3  # .metadata, then one ranged GET per data file
-    assert stats.head_requests == 1  # .metadata's size; the data files need none
+    assert stats.get_requests == 1 + 3  # .metadata (its first GET told its size), then one ranged GET per data file
+    assert stats.head_requests == 0
 
 
 def _bytes_of(reader: S3StorageReader, prefix: str) -> int:

@@ -27,9 +27,11 @@ from fsspec_s3reader import (
 from fsspec_s3reader.local_server import LocalS3Server
 from fsspec_s3reader.plan import ItemRange
 from fsspec_s3reader.readers.dcp_optimized import DCPOptimizedS3Reader
+from fsspec_s3reader.transport import DEFAULT_FIRST_GET_SIZE
 
 DATA = random.Random(7).randbytes(200_000)
 ITEMS = [(0, 30_000), (30_000, 80_000), (100_000, 140_000), (170_000, 200_000)]
+FIRST_GET = DEFAULT_FIRST_GET_SIZE  # the bytes an open's first GET asks for (it learns the size)
 STALL_TIMEOUT = 0.75  # read_timeout where a test stalls: the proxy stays silent until the client leaves
 
 FAULTS = {
@@ -181,9 +183,9 @@ def test_a_broken_body_resumes_after_the_last_byte_received(
     fault_proxy.add(FAULTS[fault_name], method="GET", nth=1)
     faulted = proxied_fs(proxied_options, read_timeout=STALL_TIMEOUT)
     assert read_sequential(faulted, stored) == DATA
-    first, retry = fault_proxy.requests_of("GET")
-    assert first.range == f"bytes=0-{len(DATA) - 1}"
-    assert retry.range is not None and retry.range.endswith(f"-{len(DATA) - 1}")
+    first, retry, *_rest = fault_proxy.requests_of("GET")
+    assert first.range == f"bytes=0-{FIRST_GET - 1}"  # the first GET, at open, also tells the size
+    assert retry.range is not None and retry.range.endswith(f"-{FIRST_GET - 1}")
     resumed_at = int(retry.range.removeprefix("bytes=").split("-")[0])
     assert 0 <= resumed_at <= 2000
     assert retry.headers["if-match"]  # the resumed GET is pinned to the first response's ETag
@@ -205,20 +207,21 @@ def test_faults_on_the_size_lookup_are_retried_too(
 def test_a_fault_on_every_attempt_raises_the_documented_error(
     proxied_options: dict, fault_proxy: FaultProxy, stored: str, fault_name: str
 ) -> None:
-    fault_proxy.add(FAULTS[fault_name], method="GET")
     failing = proxied_fs(proxied_options, read_attempts=2, read_timeout=STALL_TIMEOUT)
     with failing.open(stored, "rb", reader="range_based", buffer_size=0) as reader:
-        reader.seek(1000)
+        fault_proxy.reset()
+        fault_proxy.add(FAULTS[fault_name], method="GET")
+        reader.seek(100_000)  # past the first GET's bytes
         with pytest.raises(ReadRetriesExhaustedError) as caught:
             reader.read(10_000)
     error = caught.value
-    assert (error.bucket, error.key, error.end, error.attempts) == (*stored.split("/", 1), 11_000, 2)
+    assert (error.bucket, error.key, error.end, error.attempts) == (*stored.split("/", 1), 110_000, 2)
     assert error.start is not None
     if FAULTS[fault_name].after_bytes:  # each attempt delivered a little: the error names what is still missing
-        assert 1000 <= error.start <= 1000 + 2 * 2000
+        assert 100_000 <= error.start <= 100_000 + 2 * 2000
     else:
-        assert error.start == 1000
-    assert f"s3://{stored} bytes [{error.start}, 11000): gave up after 2 attempts" in str(error)
+        assert error.start == 100_000
+    assert f"s3://{stored} bytes [{error.start}, 110000): gave up after 2 attempts" in str(error)
     assert "read_attempts" in str(error)
     assert error.__cause__ is not None
     assert isinstance(error, OSError)
@@ -238,11 +241,22 @@ def test_every_strategy_gives_up_with_the_documented_error(
         STRATEGIES[strategy](failing, stored)
 
 
+def test_a_first_get_that_keeps_failing_names_the_object_and_its_bytes(
+    proxied_options: dict, fault_proxy: FaultProxy, stored: str
+) -> None:
+    fault_proxy.add(FAULTS["503 SlowDown"], method="GET")
+    failing = proxied_fs(proxied_options, read_attempts=2)
+    with pytest.raises(ReadRetriesExhaustedError, match=rf"s3://{stored} bytes \[0, {FIRST_GET}\)") as caught:
+        failing.open(stored, "rb", reader="sequential")
+    assert (caught.value.start, caught.value.end) == (0, FIRST_GET)
+    assert len(fault_proxy.requests_of("GET")) == 2
+
+
 def test_a_head_that_keeps_failing_names_the_object(
     proxied_options: dict, fault_proxy: FaultProxy, stored: str
 ) -> None:
     fault_proxy.add(FAULTS["503 SlowDown"], method="HEAD")
-    failing = proxied_fs(proxied_options, read_attempts=2)
+    failing = proxied_fs(proxied_options, read_attempts=2, first_get_size=0)  # the size from a HEAD
     with pytest.raises(ReadRetriesExhaustedError, match=rf"s3://{stored} object info \(HEAD\)") as caught:
         failing.open(stored, "rb", reader="sequential")
     assert (caught.value.start, caught.value.end) == (None, None)
@@ -256,7 +270,7 @@ def test_a_refused_connection_is_retried_then_named(storage_options: dict, store
     options = {**storage_options, "endpoint_url": f"http://127.0.0.1:{closed_port}"}
     refusing = proxied_fs(options, read_attempts=2, retry_backoff=0)
     with pytest.raises(
-        ReadRetriesExhaustedError, match=rf"s3://{stored} object info \(HEAD\): gave up after 2"
+        ReadRetriesExhaustedError, match=rf"s3://{stored} bytes \[0, {FIRST_GET}\): gave up after 2"
     ) as caught:
         refusing.open(stored, "rb", reader="sequential")
     assert caught.value.attempts == 2
@@ -274,7 +288,8 @@ def test_permanent_errors_are_not_retried(
     fault_proxy.add(Fault.status(status, code) if code else Fault.status(status), method="GET")
     with pytest.raises(error, match=f"s3://{stored}"):
         STRATEGIES[strategy](proxied_fs(proxied_options), stored)
-    assert len(fault_proxy.requests_of("GET")) == 1
+    ranges = [request.range for request in fault_proxy.requests_of("GET")]
+    assert len(ranges) == len(set(ranges))  # no range asked for twice: nothing retried
 
 
 # -- one version per open file -----------------------------------------------------------

@@ -10,6 +10,7 @@ import sys
 
 import fsspec
 import pytest
+from fault_proxy import FaultProxy
 from s3fs.core import S3File
 
 from fsspec_s3reader import RangedS3Reader, S3ReaderFileSystem, SequentialS3Reader
@@ -172,18 +173,18 @@ def test_an_open_reader_pickles_by_reopening_at_its_position(fs: S3ReaderFileSys
         assert restored.read() == b"6789"
 
 
+@pytest.mark.parametrize("lean_requests", [True, False])
 def test_requester_pays_is_sent_on_the_readers_requests(
-    storage_options: dict, fs: S3ReaderFileSystem, bucket: str
+    proxied_options: dict, fault_proxy: FaultProxy, fs: S3ReaderFileSystem, bucket: str, lean_requests: bool
 ) -> None:
     fs.pipe_file(f"{bucket}/k", b"paid for")
-    paying = S3ReaderFileSystem(requester_pays=True, skip_instance_cache=True, **storage_options)
-    sent: list[bytes | None] = []
-    paying.s3.meta.events.register(
-        "before-send.s3.GetObject", lambda request, **_: sent.append(request.headers.get("x-amz-request-payer"))
+    paying = S3ReaderFileSystem(
+        requester_pays=True, lean_requests=lean_requests, skip_instance_cache=True, **proxied_options
     )
     with paying.open(f"{bucket}/k", "rb", reader="range_based") as reader:
         assert reader.read() == b"paid for"
-    assert sent == [b"requester"]
+    sent = [request.headers.get("x-amz-request-payer") for request in fault_proxy.requests_of("GET")]
+    assert sent == ["requester"]
 
 
 def test_filesystems_without_a_session_of_their_own_share_one_and_its_parsed_models(

@@ -64,10 +64,11 @@ def test_a_load_with_retries_and_failures_logs_no_secret_at_debug(
     assert_same_state(target, state)
 
     fault_proxy.reset()
-    fault_proxy.add(Fault.status(503), method="GET")
     failing = S3ReaderFileSystem(read_attempts=2, skip_instance_cache=True, **proxied)
-    with pytest.raises(ReadRetriesExhaustedError) as caught, failing.open(f"{bucket}/ckpt/.metadata", "rb") as reader:
-        reader.read()
+    reader = failing.open(f"{bucket}/ckpt/.metadata", "rb")
+    fault_proxy.add(Fault.status(503), method="GET")
+    with pytest.raises(ReadRetriesExhaustedError) as caught:
+        failing.open(f"{bucket}/ckpt/.metadata", "rb")  # its first GET fails on every try
 
     logged = "\n".join(
         f"{record.name}: {record.getMessage()}"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ResponseStreamingError
+from fault_proxy import FaultProxy
 
 from fsspec_s3reader import (
     IncompleteObjectError,
@@ -57,13 +58,14 @@ def test_closing_a_stream_early_stops_fetching(storage_options: dict, bucket: st
 
 def test_an_object_overwritten_mid_read_raises_instead_of_mixing_versions(fs: S3ReaderFileSystem, bucket: str) -> None:
     path = f"{bucket}/changing"
-    fs.pipe_file(path, b"a" * 1000)
+    fs.pipe_file(path, b"a" * 200_000)  # beyond the first GET's 64 KiB
     with fs.open(path, "rb", reader="range_based", buffer_size=0) as reader:
         assert reader.read(10) == b"a" * 10
-        fs.pipe_file(path, b"b" * 1000)
+        fs.pipe_file(path, b"b" * 200_000)
+        reader.seek(100_000)
         with pytest.raises(ObjectChangedError, match=f"s3://{path}"):
             reader.read(10)
-        assert reader.tell() == 10
+        assert reader.tell() == 100_000
 
 
 def test_the_pin_comes_from_the_first_get_when_no_head_was_sent(fs: S3ReaderFileSystem, bucket: str) -> None:
@@ -144,18 +146,17 @@ def test_a_dropped_connection_is_retried_and_the_read_completes(fs: S3ReaderFile
 
 def test_a_connection_that_keeps_dropping_fails_after_the_retries(storage_options: dict, bucket: str) -> None:
     fs = S3ReaderFileSystem(read_attempts=2, retry_backoff=0, skip_instance_cache=True, **storage_options)
-    fs.pipe_file(f"{bucket}/k", DATA)
+    data = DATA * 32  # 128 KiB: the first GET, at open, brings the first 64 KiB
+    fs.pipe_file(f"{bucket}/k", data)
     dropping = _DroppingCalls(fs.object_calls)
-    dropping.drops_left = 10
-    fs.reset_stats()
-    with (
-        _unbuffered_reader(fs, bucket, "k", dropping) as reader,
-        pytest.raises(
-            ReadRetriesExhaustedError, match=rf"s3://{bucket}/k bytes \[0, 4096\): gave up after 2"
-        ) as caught,
-    ):
-        reader.read()
-    assert (caught.value.bucket, caught.value.key, caught.value.start, caught.value.end) == (bucket, "k", 0, len(DATA))
+    with _unbuffered_reader(fs, bucket, "k", dropping) as reader:
+        dropping.drops_left = 10
+        fs.reset_stats()
+        with pytest.raises(
+            ReadRetriesExhaustedError, match=rf"s3://{bucket}/k bytes \[65536, 131072\): gave up after 2"
+        ) as caught:
+            reader.read()
+    assert (caught.value.bucket, caught.value.key, caught.value.start, caught.value.end) == (bucket, "k", 65536, 131072)
     assert isinstance(caught.value.__cause__, ResponseStreamingError)
     assert fs.stats.get_requests == 2  # read_attempts bounds the requests per part
 
@@ -166,7 +167,7 @@ def test_stats_subtract_and_reset(fs: S3ReaderFileSystem, bucket: str) -> None:
     with fs.open(f"{bucket}/k", "rb") as reader:
         reader.read()
     delta = fs.stats - before
-    assert (delta.get_requests, delta.head_requests, delta.bytes_fetched) == (1, 1, len(DATA))
+    assert (delta.get_requests, delta.head_requests, delta.bytes_fetched) == (1, 0, len(DATA))
     fs.reset_stats()
     assert fs.stats == TransferStats()
 
@@ -183,7 +184,8 @@ def test_s3fs_own_calls_are_counted_too(fs: S3ReaderFileSystem, bucket: str) -> 
     assert stats.other_requests >= 1  # the listing
 
 
-def test_bytes_delivered_show_read_amplification(fs: S3ReaderFileSystem, bucket: str) -> None:
+def test_bytes_delivered_show_read_amplification(storage_options: dict, bucket: str) -> None:
+    fs = S3ReaderFileSystem(first_get_size=0, skip_instance_cache=True, **storage_options)  # size from a HEAD
     fs.pipe_file(f"{bucket}/k", DATA)
     fs.reset_stats()
     with fs.open(f"{bucket}/k", "rb", reader="range_based", buffer_size=1024) as reader:
@@ -209,10 +211,17 @@ class _RangeIgnoringCalls(_WrappedCalls):
 
 def test_an_endpoint_that_ignores_range_is_refused_instead_of_misread(fs: S3ReaderFileSystem, bucket: str) -> None:
     fs.pipe_file(f"{bucket}/k", DATA)
-    with _unbuffered_reader(fs, bucket, "k", _RangeIgnoringCalls(fs.object_calls)) as reader:
-        reader.seek(1000)
-        with pytest.raises(OSError, match="does not honour ranged GETs"):
-            reader.read(10)
+    transport = fs.object_transport(bucket, "k", calls=_RangeIgnoringCalls(fs.object_calls), first_get_size=0)
+    reader = RangedS3Reader(bucket, "k", transport.get_object_info, transport.get_stream, buffer_size=0)
+    reader.seek(1000)
+    with pytest.raises(OSError, match="does not honour ranged GETs"):
+        reader.read(10)
+
+
+def test_an_endpoint_that_ignores_range_is_refused_at_the_first_get_too(fs: S3ReaderFileSystem, bucket: str) -> None:
+    fs.pipe_file(f"{bucket}/k", DATA * 32)
+    with pytest.raises(OSError, match="does not honour ranged GETs"):
+        _unbuffered_reader(fs, bucket, "k", _RangeIgnoringCalls(fs.object_calls))
 
 
 class _SlowBody:
@@ -255,7 +264,9 @@ def test_the_window_of_parts_opens_before_the_first_body_arrives(
 ) -> None:
     fs.pipe_file(f"{bucket}/k", DATA)
     recording = _EventRecordingCalls(fs.object_calls)
-    transport = fs.object_transport(bucket, "k", calls=recording, part_size=1024, max_parts_in_flight=4)
+    transport = fs.object_transport(
+        bucket, "k", calls=recording, part_size=1024, max_parts_in_flight=4, first_get_size=0
+    )
     if pinned_by == "head before the stream":
         transport.get_object_info()
     stream = transport.get_stream(0, len(DATA))
@@ -265,3 +276,17 @@ def test_the_window_of_parts_opens_before_the_first_body_arrives(
     first_body_done = recording.events.index("body of bytes=0-1023 read")
     started_before = [e for e in recording.events[:first_body_done] if e.startswith("GET")]
     assert len(started_before) == 4  # all four parts were requested while the first was still arriving
+
+
+def test_a_parquet_files_first_get_is_its_tail_where_the_footer_is(
+    proxied_options: dict, fault_proxy: FaultProxy, fs: S3ReaderFileSystem, bucket: str
+) -> None:
+    data = DATA * 50  # 200 KiB
+    fs.pipe_file(f"{bucket}/t.parquet", data)
+    reading = S3ReaderFileSystem(skip_instance_cache=True, **proxied_options)
+    with reading.open(f"{bucket}/t.parquet", "rb") as reader:
+        assert reader.size == len(data)
+        reader.seek(-8, 2)
+        assert reader.read() == data[-8:]
+    assert [request.range for request in fault_proxy.requests_of("GET")] == ["bytes=-65536"]
+    assert fault_proxy.requests_of("HEAD") == []

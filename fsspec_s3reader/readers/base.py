@@ -7,6 +7,7 @@ object is (``_object_size``); this base turns that into ``read``, ``readinto``,
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import operator
@@ -67,6 +68,13 @@ def _reopened_at(reopen: Callable[[], S3Reader], position: int) -> S3Reader:
     return reader
 
 
+@functools.cache
+def _option_defaults(reader_class: type) -> tuple[tuple[str, Any], ...]:
+    # Read once per class: inspect.signature costs more than opening a file.
+    parameters = inspect.signature(reader_class.__init__).parameters.values()  # type: ignore[misc]
+    return tuple((p.name, p.default) for p in parameters if p.kind is p.KEYWORD_ONLY)
+
+
 class S3Reader(io.BufferedIOBase):
     """A read-only, seekable file over one S3 object.
 
@@ -90,8 +98,7 @@ class S3Reader(io.BufferedIOBase):
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
         """The strategy's options and their defaults: the keyword-only parameters of ``__init__``."""
-        parameters = inspect.signature(cls.__init__).parameters.values()
-        return {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
+        return dict(_option_defaults(cls))
 
     @classmethod
     def check_options(cls, **given: Any) -> dict[str, Any]:

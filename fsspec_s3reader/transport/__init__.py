@@ -6,7 +6,10 @@ event loop, and one HTTP request per call), which the filesystem provides.
 """
 
 from .calls import BotocoreCalls, S3Calls
+from .lean import LeanCalls
+from .limits import LimitedCalls, RequestLimiter
 from .object_transport import (
+    DEFAULT_FIRST_GET_SIZE,
     DEFAULT_MAX_PARTS_IN_FLIGHT,
     DEFAULT_PART_SIZE,
     S3ObjectTransport,
@@ -14,10 +17,18 @@ from .object_transport import (
     split_into_parts,
 )
 
+DEFAULT_MAX_REQUESTS_IN_FLIGHT = 64
+"""Requests one filesystem keeps in flight at once, all its files and calls together."""
+
 __all__ = [
+    "DEFAULT_FIRST_GET_SIZE",
     "DEFAULT_MAX_PARTS_IN_FLIGHT",
+    "DEFAULT_MAX_REQUESTS_IN_FLIGHT",
     "DEFAULT_PART_SIZE",
     "BotocoreCalls",
+    "LeanCalls",
+    "LimitedCalls",
+    "RequestLimiter",
     "S3Calls",
     "S3ObjectTransport",
     "TransportSettings",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -22,9 +21,10 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from ..errors import IncompleteObjectError, ObjectChangedError, ReadRetriesExhaustedError
+from ..errors import IncompleteObjectError, ObjectChangedError, ReadRetriesExhaustedError, describe_span
 from ..protocol import ObjectInfo
-from ..retry import BodyEndedEarlyError, RetryPolicy, is_transient
+from ..retry import RetryPolicy, is_transient
+from .bodies import parse_content_range, read_body_into
 from .calls import S3Calls
 
 logger = logging.getLogger(__name__)
@@ -39,69 +39,6 @@ def _client_error_code(exc: BaseException) -> str | None:
             code = candidate.response.get("Error", {}).get("Code")
             return str(code) if code is not None else None
     return None
-
-
-def parse_content_range(content_range: str | None) -> tuple[int, int, int | None] | None:
-    """``Content-Range: bytes 0-99/12345`` as ``(0, 100, 12345)`` (end exclusive; total None for ``*``)."""
-    if not content_range or not content_range.startswith("bytes ") or "/" not in content_range:
-        return None
-    span, _, total = content_range[len("bytes ") :].partition("/")
-    first, _, last = span.partition("-")
-    if not (first.isdigit() and last.isdigit()):
-        return None
-    return int(first), int(last) + 1, int(total) if total.isdigit() else None
-
-
-async def read_body_into(chunks: list[bytes], body: Any, length: int, timeout: float | None) -> None:
-    """Append a response body's ``length`` bytes to ``chunks`` as the pieces the HTTP client received.
-
-    ``read(n)`` hands back what the connection has buffered, up to ``n``
-    bytes, as the client's own ``bytes`` objects; reading the whole body at
-    once would copy every piece into a new buffer of the part's size. Each
-    piece lands in ``chunks`` as soon as it arrives, so that when the
-    connection breaks the caller knows exactly where to resume.
-    """
-    if timeout is None:
-        await _read_pieces(chunks, body.read, length, lambda: None)
-    elif sys.version_info >= (3, 11):
-        # One deadline for the whole body, pushed back as bytes arrive. Moving
-        # it costs a timer; so it moves only once a quarter of the timeout has
-        # passed, and lies 1.25 timeouts after the last move: a body that goes
-        # silent fails between 1 and 1.25 timeouts later, never sooner.
-        # (asyncio.wait_for around every read would cost a task per piece,
-        # ~30 us, thousands of times per part.)
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(loop.time() + 1.25 * timeout) as deadline:
-            moved_at = loop.time()
-
-            def progress() -> None:
-                nonlocal moved_at
-                now = loop.time()
-                if now - moved_at > timeout / 4:
-                    deadline.reschedule(now + 1.25 * timeout)
-                    moved_at = now
-
-            await _read_pieces(chunks, body.read, length, progress)
-    else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
-
-        async def read_within_timeout(amount: int) -> bytes:
-            piece: bytes = await asyncio.wait_for(body.read(amount), timeout)
-            return piece
-
-        await _read_pieces(chunks, read_within_timeout, length, lambda: None)
-
-
-async def _read_pieces(
-    chunks: list[bytes], read: Callable[[int], Awaitable[bytes]], length: int, progress: Callable[[], None]
-) -> None:
-    remaining = length
-    while remaining > 0:
-        piece = await read(remaining)
-        if not piece:
-            raise BodyEndedEarlyError(f"the response body ended {remaining} bytes short of its {length}")
-        chunks.append(piece)
-        remaining -= len(piece)
-        progress()
 
 
 class ObjectRequests:
@@ -191,6 +128,13 @@ class ObjectRequests:
         response = await self._with_retries(head_once, lambda: None)
         self._learn(response, int(response["ContentLength"]))
 
+    async def size(self) -> int:
+        """The object's size: what a response told already, or a HEAD."""
+        if self.info is None:
+            await self.head()
+        assert self.info is not None
+        return self.info.size
+
     async def get_part(self, start: int, end: int, *, up_to_object_end: bool = False) -> list[bytes]:
         """The bytes ``[start, end)`` as received; a retry asks only for the bytes not yet received.
 
@@ -213,13 +157,70 @@ class ObjectRequests:
 
         return await self._with_retries(get_rest, unread)
 
+    async def get_tail(self, length: int) -> tuple[int, list[bytes]]:
+        """The object's last ``length`` bytes (all of it, when it is shorter), and the offset they start at.
+
+        One suffix GET (``Range: bytes=-length``) that also tells the size:
+        what a reader of a file read from its end (a parquet footer) asks first.
+        A try that broke off is resumed like any part, from the offset learned.
+        """
+        chunks: list[bytes] = []
+        located: list[int] = []  # the tail's first offset, once a response has said it
+
+        def unread() -> tuple[int, int]:
+            if not located or self.info is None:
+                return -length, 0
+            return located[0] + sum(len(chunk) for chunk in chunks), self.info.size
+
+        async def get_rest(attempt: int) -> tuple[int, list[bytes]]:
+            if not located:
+                await self._get_suffix_into(chunks, located, length, attempt)
+            else:
+                rest, stop = unread()
+                if rest < stop:
+                    await self._get_into(chunks, rest, stop, attempt)
+            return located[0], chunks
+
+        return await self._with_retries(get_rest, unread)
+
+    async def _get_suffix_into(self, chunks: list[bytes], located: list[int], length: int, attempt: int) -> None:
+        what = f"the last {length} bytes"
+
+        def accept(response: dict[str, Any]) -> tuple[int, int]:
+            served = parse_content_range(response.get("ContentRange"))
+            whole = response.get("ContentLength")
+            if served is None and isinstance(whole, int) and whole <= length:
+                served = (0, whole, whole)  # the whole object, shorter than the tail asked for, without a range
+            if served is None or served[2] is None or served[1] != served[2] or served[1] - served[0] > length:
+                raise self._range_not_honoured(response, what)
+            self._learn(response, served[2])
+            located.append(served[0])
+            return served[0], served[1]
+
+        await self._get(chunks, f"bytes=-{length}", what, attempt, accept)
+
     async def _get_into(
         self, chunks: list[bytes], start: int, end: int, attempt: int, *, up_to_object_end: bool = False
     ) -> None:
         """One ranged GET of ``[start, end)``, its body appended to ``chunks`` as it arrives."""
         what = f"bytes [{start}, {end})"
+
+        def accept(response: dict[str, Any]) -> tuple[int, int]:
+            return start, self._check_served_range(response, start, end, what, up_to_object_end)
+
+        await self._get(chunks, f"bytes={start}-{end - 1}", what, attempt, accept)
+
+    async def _get(
+        self,
+        chunks: list[bytes],
+        byte_range: str,
+        what: str,
+        attempt: int,
+        accept: Callable[[dict[str, Any]], tuple[int, int]],
+    ) -> None:
+        """One GET with ``Range: byte_range``; ``accept`` checks the answer and says which bytes it holds."""
         request = self._request()
-        request["Range"] = f"bytes={start}-{end - 1}"
+        request["Range"] = byte_range
         if self._pinned_etag:
             request["IfMatch"] = self._pinned_etag
         timeout = self._retry_policy.wait_limit
@@ -228,8 +229,8 @@ class ObjectRequests:
         response = await asyncio.wait_for(self._calls.send_once("get_object", **request), timeout)
         body = response["Body"]
         try:
-            served_end = self._check_served_range(response, start, end, what, up_to_object_end)
-            await read_body_into(chunks, body, served_end - start, timeout)
+            first, last = accept(response)
+            await read_body_into(chunks, body, last - first, timeout)
         finally:
             body.close()
             logger.debug(
@@ -241,6 +242,15 @@ class ObjectRequests:
                 attempt,
             )
 
+    def _range_not_honoured(self, response: dict[str, Any], what: str) -> OSError:
+        # Without this check a server (or proxy) that ignores Range would
+        # hand us the object's first bytes as if they were these.
+        return OSError(
+            errno.EIO,
+            f"{self.uri}: asked for {what}, the endpoint answered "
+            f"{response.get('ContentRange') or 'without a Content-Range'}; it does not honour ranged GETs",
+        )
+
     def _check_served_range(
         self, response: dict[str, Any], start: int, end: int, what: str, up_to_object_end: bool
     ) -> int:
@@ -251,13 +261,7 @@ class ObjectRequests:
         """
         served = parse_content_range(response.get("ContentRange"))
         if served is None or served[0] != start:
-            # Without this check a server (or proxy) that ignores Range would
-            # hand us the object's first bytes as if they were these.
-            raise OSError(
-                errno.EIO,
-                f"{self.uri}: asked for {what}, the endpoint answered "
-                f"{response.get('ContentRange') or 'without a Content-Range'}; it does not honour ranged GETs",
-            )
+            raise self._range_not_honoured(response, what)
         self._learn(response, served[2])
         if up_to_object_end and served[1] < end and served[1] == served[2]:
             return served[1]
@@ -285,7 +289,7 @@ class ObjectRequests:
                 return await attempt_once(attempt)
             except Exception as exc:
                 span = unread()
-                what = "HEAD" if span is None else f"bytes [{span[0]}, {span[1]})"
+                what = "HEAD" if span is None else describe_span(span)
                 if not is_transient(exc):
                     translated = self._translate(exc, what)
                     if translated is None:

@@ -43,6 +43,9 @@ DEFAULT_PART_SIZE = 8 * 1024 * 1024
 DEFAULT_MAX_PARTS_IN_FLIGHT = 8
 """Concurrent GETs per stream; with the default part size, a 64 MiB memory window."""
 
+DEFAULT_FIRST_GET_SIZE = 64 * 1024
+"""The first GET of an open object asks for this many bytes and learns its size from the answer: no HEAD."""
+
 _T = TypeVar("_T")
 
 
@@ -60,7 +63,7 @@ class TransportSettings:
     part_size: int = DEFAULT_PART_SIZE
     max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
-    first_get_size: int = 0
+    first_get_size: int = DEFAULT_FIRST_GET_SIZE
     """When > 0, learn an object's size from a GET of its first this-many bytes (kept) instead of a HEAD."""
     pin_versions: bool = False
     """Pin the first response's ``VersionId`` too (a version-aware filesystem), not only its ETag."""
@@ -93,8 +96,10 @@ class S3ObjectTransport:
         *,
         settings: TransportSettings | None = None,
         request_kwargs: dict[str, Any] | None = None,
+        read_from_end: bool = False,
     ) -> None:
         self._calls = calls
+        self._read_from_end = read_from_end
         self._settings = settings or TransportSettings()
         self._requests = ObjectRequests(
             calls,
@@ -126,9 +131,10 @@ class S3ObjectTransport:
         """Size, ETag and version of the object; asked once, cached after.
 
         With ``first_get_size`` > 0, asked with a GET of the object's first
-        ``first_get_size`` bytes rather than a HEAD: the answer's ``Content-Range`` tells the size, and the
-        bytes are kept for the reads that usually follow (a small object is
-        then read with one request instead of two). An empty object, which has
+        ``first_get_size`` bytes rather than a HEAD (its last, for an object
+        ``read_from_end``, as a parquet file is): the answer's ``Content-Range``
+        tells the size, and the bytes are kept for the reads that usually
+        follow (a small object is then read with one request, not two). An empty object, which has
         no first byte to ask for, is asked with a HEAD. A GET that already ran
         may have told us the size, in which case nothing is sent at all.
         """
@@ -150,20 +156,25 @@ class S3ObjectTransport:
         """
         if start < 0 or end < start:
             raise ValueError(f"invalid byte range [{start}, {end}) for {self.uri}")
-        kept_to = min(end, self._first_bytes.end)
-        if start >= kept_to:
+        first_bytes = self._first_bytes
+        if not first_bytes.start <= start < min(end, first_bytes.end):
             return _PartStream(self, split_into_parts(start, end, self._settings.part_size))
         # The start of the range was received with the object's size: hand it
         # out from memory, and fetch only the rest (started now, as always).
-        kept = self._first_bytes.slice(start, kept_to)
+        kept_to = min(end, first_bytes.end)
+        kept = first_bytes.slice(start, kept_to)
         rest = _PartStream(self, split_into_parts(kept_to, end, self._settings.part_size))
         return _KeptThenStreamed(kept, rest)
 
     # -- internals -----------------------------------------------------------------
 
     async def _get_first_bytes(self) -> None:
-        """GET the first bytes (as many as there are, up to ``first_get_size``), learning size and ETag."""
+        """GET the first bytes (or the last), as many as there are up to ``first_get_size``, learning size and ETag."""
         try:
+            if self._read_from_end:
+                start, chunks = await self._requests.get_tail(self._settings.first_get_size)
+                self._first_bytes = ChunkRun(start, chunks)
+                return
             chunks = await self._requests.get_part(0, self._settings.first_get_size, up_to_object_end=True)
         except IncompleteObjectError:
             # 416: an empty object has no byte 0 to ask for; the HEAD will tell its size.
