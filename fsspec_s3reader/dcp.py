@@ -25,6 +25,7 @@ from torch.futures import Future
 
 from .constructor import DCPOptimizedConstructor, ReaderConstructor
 from .load_report import LoadReport, Progress, validate_progress
+from .metadata_fallback import metadata_after_failure, raise_if_unread
 from .plan import PlannedLoad
 from .readers.dcp_optimized import DCPOptimizedS3Reader
 from .staging import StagedLoad
@@ -153,6 +154,7 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         super().__init__(_filesystem_url(checkpoint), reader=reader, skip_instance_cache=True, **storage_options)
         self._reader_constructor: ReaderConstructor = self.filesystem.reader_constructor
         self.path = checkpoint
+        self._metadata_failure: Exception | None = None
         self._require_checkpoint()
 
     @property
@@ -168,6 +170,34 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             self._require_checkpoint()
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        """The checkpoint's ``.metadata`` (torch's per-rank ``__<rank>.metadata`` with ``rank=``).
+
+        torch's load catches any error of the first call, tries the per-rank
+        file, and when that fails too raises an ``AssertionError`` that keeps
+        only the messages. So after ``.metadata`` failed for any reason but
+        its absence (retries spent, access denied, a corrupt file), the
+        per-rank call sends no request and returns a stand-in that raises the
+        original error at its first use, still inside torch's planning step:
+        torch then reports that very error in ``CheckpointException.failures``,
+        and the read was retried once (``read_attempts`` requests), not twice.
+        """
+        if kwargs.get("rank") is None:
+            self._metadata_failure = None
+            try:
+                return self._read_metadata_file(*args, **kwargs)
+            except Exception as exc:
+                self._metadata_failure = exc
+                raise
+        failure = self._metadata_failure
+        if failure is None:  # not torch's fallback after a failed read: read the per-rank file
+            return self._read_metadata_file(*args, **kwargs)
+        return metadata_after_failure(failure, lambda: self._read_metadata_file(*args, **kwargs), self.path)
+
+    def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
+        raise_if_unread(metadata)
+        super().set_up_storage_reader(metadata, is_coordinator, *args, **kwargs)
+
+    def _read_metadata_file(self, *args: Any, **kwargs: Any) -> Metadata:
         try:
             return super().read_metadata(*args, **kwargs)
         except FileNotFoundError as exc:
@@ -220,10 +250,21 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         super().read_data(file_plan, planner).wait()
 
     def _require_checkpoint(self) -> None:
-        """Fail now, not inside torch's collective, when nothing is stored at the path."""
+        """Fail now, not inside torch's collective, when nothing is stored at the path.
+
+        ``.metadata`` is looked up as the load will read it, by this
+        filesystem's reader (one HEAD, tried ``read_attempts`` times): an
+        endpoint that keeps failing raises ``ReadRetriesExhaustedError``, a
+        refusal ``PermissionError``, both naming the file.
+        """
         fs = self.filesystem
         location = object_uri(self.path)
-        if fs.exists(f"{location}/{_METADATA_FILE}") or fs.exists(location):
+        try:
+            fs.open_reader(f"{location}/{_METADATA_FILE}", reader="sequential").close()
+            return
+        except FileNotFoundError:
+            pass
+        if fs.exists(location):  # no .metadata, but objects: per-rank metadata, or a save that did not finish
             return
         raise FileNotFoundError(
             errno.ENOENT,
