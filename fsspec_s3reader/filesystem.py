@@ -24,6 +24,7 @@ from .constructor import ReaderConstructor, make_constructor, reader_option_name
 from .readers.base import S3Reader
 from .redaction import protect_secrets
 from .retry import DEFAULT_READ_ATTEMPTS, DEFAULT_READ_TIMEOUT, DEFAULT_RETRY_BACKOFF, RetryPolicy
+from .s3fs_options import check_s3fs_options
 from .stats import CountingBody, TransferCounter, TransferStats
 from .transport import (
     DEFAULT_MAX_PARTS_IN_FLIGHT,
@@ -150,6 +151,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         first_get_size: int = 0,
         **kwargs: Any,
     ) -> None:
+        check_s3fs_options(kwargs)
         options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
         self._reader_constructor = make_constructor(reader, options)
         self._transport_settings = TransportSettings(
