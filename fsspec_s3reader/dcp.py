@@ -39,6 +39,13 @@ DEFAULT_FILES_IN_FLIGHT = 2
 """Checkpoint files a load reads at once: one being deserialized while the next one's bytes arrive."""
 
 
+def _checked_checkpoint_path(path: Any) -> Any:
+    """Refuse a checkpoint path of the wrong type before it is read as a location."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be the checkpoint's S3 URI as a str, e.g. 's3://bucket/prefix', got {path!r}")
+    return path
+
+
 def _checkpoint_uri(checkpoint_id: Any) -> str:
     if not is_s3_uri(checkpoint_id):
         raise ValueError(
@@ -138,14 +145,14 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         progress: Progress = False,
         **storage_options: Any,
     ) -> None:
-        checkpoint = _checkpoint_uri(path)
+        checkpoint = _checkpoint_uri(_checked_checkpoint_path(path))
         if not isinstance(atomic, bool):
             raise TypeError(f"atomic must be True or False, got {atomic!r}")
         reader = _reader_choice(reader_constructor, storage_options.pop("reader", None))
-        if isinstance(files_in_flight, bool) or not isinstance(files_in_flight, int) or files_in_flight < 1:
-            raise ValueError(
-                f"files_in_flight must be an int >= 1 (1 reads one file at a time), got {files_in_flight!r}"
-            )
+        if isinstance(files_in_flight, bool) or not isinstance(files_in_flight, int):
+            raise TypeError(f"files_in_flight must be an int (1 reads one file at a time), got {files_in_flight!r}")
+        if files_in_flight < 1:
+            raise ValueError(f"files_in_flight must be >= 1 (1 reads one file at a time), got {files_in_flight}")
         self._atomic = atomic
         self._files_in_flight = files_in_flight
         self._progress = validate_progress(progress)
