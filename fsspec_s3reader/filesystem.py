@@ -307,7 +307,10 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
                 cache_options=cache_options,
                 **kwargs,
             )
-        return self.open_reader(path, version_id=version_id, **kwargs)
+        opened = self.open_reader(path, version_id=version_id, **kwargs)
+        # the block a cache chained over this file fetches (blockcache::), as s3fs's files have it
+        opened.blocksize = block_size if isinstance(block_size, int) else self.default_block_size
+        return opened
 
     def open_reader(
         self,
