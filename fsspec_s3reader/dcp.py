@@ -25,6 +25,7 @@ from torch.futures import Future
 
 from .constructor import DCPOptimizedConstructor, ReaderConstructor
 from .load_report import LoadReport, Progress, validate_progress
+from .metadata_fallback import metadata_after_failure, raise_if_unread
 from .plan import PlannedLoad
 from .readers.dcp_optimized import DCPOptimizedS3Reader
 from .staging import StagedLoad
@@ -36,6 +37,13 @@ _METADATA_FILE = ".metadata"
 
 DEFAULT_FILES_IN_FLIGHT = 2
 """Checkpoint files a load reads at once: one being deserialized while the next one's bytes arrive."""
+
+
+def _checked_checkpoint_path(path: Any) -> Any:
+    """Refuse a checkpoint path of the wrong type before it is read as a location."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be the checkpoint's S3 URI as a str, e.g. 's3://bucket/prefix', got {path!r}")
+    return path
 
 
 def _checkpoint_uri(checkpoint_id: Any) -> str:
@@ -137,14 +145,14 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         progress: Progress = False,
         **storage_options: Any,
     ) -> None:
-        checkpoint = _checkpoint_uri(path)
+        checkpoint = _checkpoint_uri(_checked_checkpoint_path(path))
         if not isinstance(atomic, bool):
             raise TypeError(f"atomic must be True or False, got {atomic!r}")
         reader = _reader_choice(reader_constructor, storage_options.pop("reader", None))
-        if isinstance(files_in_flight, bool) or not isinstance(files_in_flight, int) or files_in_flight < 1:
-            raise ValueError(
-                f"files_in_flight must be an int >= 1 (1 reads one file at a time), got {files_in_flight!r}"
-            )
+        if isinstance(files_in_flight, bool) or not isinstance(files_in_flight, int):
+            raise TypeError(f"files_in_flight must be an int (1 reads one file at a time), got {files_in_flight!r}")
+        if files_in_flight < 1:
+            raise ValueError(f"files_in_flight must be >= 1 (1 reads one file at a time), got {files_in_flight}")
         self._atomic = atomic
         self._files_in_flight = files_in_flight
         self._progress = validate_progress(progress)
@@ -153,6 +161,7 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         super().__init__(_filesystem_url(checkpoint), reader=reader, skip_instance_cache=True, **storage_options)
         self._reader_constructor: ReaderConstructor = self.filesystem.reader_constructor
         self.path = checkpoint
+        self._metadata_failure: Exception | None = None
         self._require_checkpoint()
 
     @property
@@ -168,6 +177,34 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             self._require_checkpoint()
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        """The checkpoint's ``.metadata`` (torch's per-rank ``__<rank>.metadata`` with ``rank=``).
+
+        torch's load catches any error of the first call, tries the per-rank
+        file, and when that fails too raises an ``AssertionError`` that keeps
+        only the messages. So after ``.metadata`` failed for any reason but
+        its absence (retries spent, access denied, a corrupt file), the
+        per-rank call sends no request and returns a stand-in that raises the
+        original error at its first use, still inside torch's planning step:
+        torch then reports that very error in ``CheckpointException.failures``,
+        and the read was retried once (``read_attempts`` requests), not twice.
+        """
+        if kwargs.get("rank") is None:
+            self._metadata_failure = None
+            try:
+                return self._read_metadata_file(*args, **kwargs)
+            except Exception as exc:
+                self._metadata_failure = exc
+                raise
+        failure = self._metadata_failure
+        if failure is None:  # not torch's fallback after a failed read: read the per-rank file
+            return self._read_metadata_file(*args, **kwargs)
+        return metadata_after_failure(failure, lambda: self._read_metadata_file(*args, **kwargs), self.path)
+
+    def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
+        raise_if_unread(metadata)
+        super().set_up_storage_reader(metadata, is_coordinator, *args, **kwargs)
+
+    def _read_metadata_file(self, *args: Any, **kwargs: Any) -> Metadata:
         try:
             return super().read_metadata(*args, **kwargs)
         except FileNotFoundError as exc:
@@ -220,10 +257,22 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         super().read_data(file_plan, planner).wait()
 
     def _require_checkpoint(self) -> None:
-        """Fail now, not inside torch's collective, when nothing is stored at the path."""
+        """Fail now, not inside torch's collective, when nothing is stored at the path.
+
+        ``.metadata`` is looked up through this filesystem's transport (one
+        HEAD, tried ``read_attempts`` times, as every request of a load): an
+        endpoint that keeps failing raises ``ReadRetriesExhaustedError``, a
+        refusal ``PermissionError``, both naming the file.
+        """
         fs = self.filesystem
         location = object_uri(self.path)
-        if fs.exists(f"{location}/{_METADATA_FILE}") or fs.exists(location):
+        bucket, key, _ = fs.split_path(f"{location}/{_METADATA_FILE}")
+        try:
+            fs.object_transport(bucket, key, first_get_size=0).get_object_info()
+            return
+        except FileNotFoundError:
+            pass
+        if fs.exists(location):  # no .metadata, but objects: per-rank metadata, or a save that did not finish
             return
         raise FileNotFoundError(
             errno.ENOENT,

@@ -25,6 +25,7 @@ from .constructor import ReaderConstructor, make_constructor, reader_option_name
 from .readers.base import S3Reader
 from .redaction import protect_secrets
 from .retry import DEFAULT_READ_ATTEMPTS, DEFAULT_READ_TIMEOUT, DEFAULT_RETRY_BACKOFF, RetryPolicy
+from .s3fs_options import check_s3fs_options
 from .stats import CountingBody, TransferCounter, TransferStats
 from .transport import (
     DEFAULT_FIRST_GET_SIZE,
@@ -183,6 +184,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         lean_requests: bool = True,
         **kwargs: Any,
     ) -> None:
+        check_s3fs_options(kwargs)
         options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
         self._reader_constructor = make_constructor(reader, options)
         self._transport_settings = TransportSettings(
@@ -401,7 +403,10 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
                 cache_options=cache_options,
                 **kwargs,
             )
-        return self.open_reader(path, version_id=version_id, **kwargs)
+        opened = self.open_reader(path, version_id=version_id, **kwargs)
+        # the block a cache chained over this file fetches (blockcache::), as s3fs's files have it
+        opened.blocksize = block_size if isinstance(block_size, int) else self.default_block_size
+        return opened
 
     def open_reader(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import traceback
 from dataclasses import dataclass
 
 from botocore.exceptions import (
@@ -106,11 +107,62 @@ def is_transient(exc: BaseException) -> bool:
     """True when another try may well succeed: a 5xx, throttling, or a connection that failed or stalled.
 
     403, 404, 412 and 416 are answers about the object, not the connection,
-    and are never transient.
+    and are never transient. Nor is a configuration or programming error that
+    the HTTP client reports as a failed request (:func:`configuration_error`
+    says which option to fix).
     """
+    if configuration_error(exc) is not None:
+        return False
     for candidate in (exc, exc.__cause__):
         if isinstance(candidate, ClientError):
             status = candidate.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             code = candidate.response.get("Error", {}).get("Code")
             return status in TRANSIENT_STATUS_CODES or code in TRANSIENT_ERROR_CODES
     return isinstance(exc, TRANSIENT_EXCEPTIONS)
+
+
+_LIKELY_OPTIONS = {
+    # where in the HTTP stack a bad value trips -> the option that put it there
+    "_available_connections": "config_kwargs['max_pool_connections']",
+    "ceil_timeout": "config_kwargs['connect_timeout']",
+    "_reschedule_timeout": "config_kwargs['read_timeout']",
+    "proxy_url_for": "config_kwargs['proxies']",
+}
+_CONFIGURATION_OPTIONS = (
+    "config_kwargs (max_pool_connections, connect_timeout, read_timeout, proxies, ...) and client_kwargs"
+)
+
+
+def configuration_error(exc: BaseException) -> TypeError | ValueError | None:
+    """The error to raise instead of ``exc`` when it is a configuration or programming error, else None.
+
+    aiobotocore wraps whatever its HTTP client raised into botocore's
+    ``HTTPClientError``, which otherwise means a dropped connection. When the
+    wrapped error is a ``TypeError`` or ``ValueError`` (``unsupported operand
+    type(s) for -: 'str' and 'int'`` from ``max_pool_connections="many"``),
+    no retry can help. The option is guessed from where in the client it
+    tripped; when that place is unknown, the message lists the candidates.
+    """
+    if not isinstance(exc, HTTPClientError):
+        return None
+    underlying = exc.kwargs.get("error")
+    if not isinstance(underlying, TypeError | ValueError):
+        return None
+    option = _likely_option(underlying)
+    suspect = f"most likely {option} has" if option else f"one of {_CONFIGURATION_OPTIONS} has"
+    message = (
+        f"the HTTP client failed on its configuration, not on the network "
+        f"({type(underlying).__name__}: {underlying}): {suspect} a value of the wrong type or out of range; "
+        "fix that option (retrying cannot help)"
+    )
+    return TypeError(message) if isinstance(underlying, TypeError) else ValueError(message)
+
+
+def _likely_option(error: BaseException) -> str | None:
+    """The option behind ``error``, from the innermost frame of its traceback that names a known place."""
+    frames = traceback.extract_tb(error.__traceback__)
+    for frame in reversed(frames):
+        option = _LIKELY_OPTIONS.get(frame.name)
+        if option is not None:
+            return option
+    return None

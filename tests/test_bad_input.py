@@ -247,3 +247,89 @@ def test_a_storage_reader_takes_atomic_as_a_bool_only() -> None:
 
     with pytest.raises(TypeError, match="atomic must be True or False, got 'yes'"):
         S3StorageReader("s3://bucket/ckpt", atomic="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("reader", 5, TypeError),
+        ("reader", "fastest", ValueError),
+        ("part_size", 0, ValueError),
+        ("part_size", "8", TypeError),
+        ("max_parts_in_flight", 0, ValueError),
+        ("max_parts_in_flight", 2.5, TypeError),
+        ("read_attempts", 0, ValueError),
+        ("read_attempts", "3", TypeError),
+        ("read_timeout", -1, ValueError),
+        ("read_timeout", "30", TypeError),
+        ("retry_backoff", -0.5, ValueError),
+        ("retry_backoff", "x", TypeError),
+        ("first_get_size", -1, ValueError),
+    ],
+)
+def test_each_filesystem_option_names_itself_and_the_bad_value(
+    storage_options: dict, option: str, value: object, error: type
+) -> None:
+    with pytest.raises(error, match=rf"{option}.*{re.escape(str(value))}"):
+        S3ReaderFileSystem(skip_instance_cache=True, **{option: value}, **storage_options)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error", "message"),
+    [
+        ("endpoint_url", 123, TypeError, "endpoint_url must be a URL as a str, e.g. 'http://localhost:9000', got 123"),
+        ("endpoint_url", "localhost:9000", ValueError, "endpoint_url must be a URL with its scheme and host"),
+        ("endpoint_url", "", ValueError, "endpoint_url must be a URL with its scheme and host"),
+        ("key", 12345, TypeError, "key must be a str .*got 12345"),
+        ("secret", b"bytes", TypeError, "secret must be a str .*got b'bytes'"),
+        ("anon", "false", TypeError, "anon must be True or False, got 'false'"),
+        ("version_aware", 1, TypeError, "version_aware must be True or False, got 1"),
+        ("client_kwargs", 5, TypeError, "client_kwargs must be a dict of keyword arguments, got 5"),
+        ("config_kwargs", "x", TypeError, "config_kwargs must be a dict of keyword arguments, got 'x'"),
+        ("client_kwargs", {"endpoint_url": 9000}, TypeError, r"client_kwargs\['endpoint_url'\] must be a URL"),
+        ("client_kwargs", {"region_name": 1}, TypeError, r"client_kwargs\['region_name'\] must be a str"),
+        ("default_block_size", "5MB", TypeError, "default_block_size must be an int number of bytes per block"),
+        ("default_block_size", 0, ValueError, "default_block_size must be >= 1"),
+        ("max_concurrency", 0, ValueError, "max_concurrency must be >= 1"),
+    ],
+)
+def test_s3fs_options_of_the_wrong_type_are_refused_at_construction_naming_them(
+    storage_options: dict, option: str, value: object, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        S3ReaderFileSystem(skip_instance_cache=True, **{**storage_options, option: value})
+
+
+def test_s3fs_options_are_checked_through_fsspec_open_too(storage_options: dict) -> None:
+    with pytest.raises(TypeError, match="endpoint_url must be a URL as a str"):
+        fsspec.open("s3reader://b/k", "rb", **{**storage_options, "endpoint_url": 9000}).open()
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
+@pytest.mark.parametrize("path", [None, 123, b"s3://bucket/ckpt"])
+def test_a_storage_reader_path_that_is_not_a_string_is_a_type_error_naming_it(path: object) -> None:
+    from fsspec_s3reader import S3StorageReader
+
+    with pytest.raises(TypeError, match=rf"path must be the checkpoint's S3 URI as a str.*got {re.escape(repr(path))}"):
+        S3StorageReader(path)  # type: ignore[arg-type]
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
+@pytest.mark.parametrize(
+    ("option", "value", "error", "message"),
+    [
+        ("files_in_flight", "2", TypeError, "files_in_flight must be an int .*got '2'"),
+        ("files_in_flight", 0, ValueError, r"files_in_flight must be >= 1 \(1 reads one file at a time\), got 0"),
+        ("progress", "yes", ValueError, "progress must be True, False or 'always', got 'yes'"),
+        ("endpoint_url", 123, TypeError, "endpoint_url must be a URL as a str"),
+        ("config_kwargs", {"max_pool_connections": "many"}, TypeError, r"max_pool_connections'\] must be an int"),
+        ("part_size", 0, ValueError, "part_size must be a positive number of bytes, got 0"),
+    ],
+)
+def test_storage_reader_options_are_checked_naming_the_bad_value(
+    storage_options: dict, option: str, value: object, error: type, message: str
+) -> None:
+    from fsspec_s3reader import S3StorageReader
+
+    with pytest.raises(error, match=message):
+        S3StorageReader("s3://bucket/ckpt", **{**storage_options, option: value})

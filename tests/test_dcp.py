@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import uuid
 from typing import Any
 
@@ -69,11 +70,14 @@ def test_files_read_one_at_a_time_or_side_by_side_load_the_same_bits(
     assert_same_state(load(blank_like(state), reader), state)
 
 
-@pytest.mark.parametrize("files_in_flight", [0, -1, 1.5, True, "2"])
+@pytest.mark.parametrize(
+    ("files_in_flight", "error"),
+    [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError)],
+)
 def test_a_bad_files_in_flight_is_refused_naming_it(
-    saved: tuple[str, dict], storage_options: dict, files_in_flight: object
+    saved: tuple[str, dict], storage_options: dict, files_in_flight: object, error: type
 ) -> None:
-    with pytest.raises(ValueError, match="files_in_flight"):
+    with pytest.raises(error, match=f"files_in_flight must be .*got {re.escape(repr(files_in_flight))}"):
         S3StorageReader(saved[0], files_in_flight=files_in_flight, **storage_options)  # type: ignore[arg-type]
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from ..protocol import Chunk
+from .file_api import FsspecFileAPI
 
 _READLINE_CHUNK = 8 * 1024
 _READLINE_FIRST_PROBE = 256  # most lines are short: look a little ahead first, then further
@@ -75,7 +76,7 @@ def _option_defaults(reader_class: type) -> tuple[tuple[str, Any], ...]:
     return tuple((p.name, p.default) for p in parameters if p.kind is p.KEYWORD_ONLY)
 
 
-class S3Reader(io.BufferedIOBase):
+class S3Reader(FsspecFileAPI):
     """A read-only, seekable file over one S3 object.
 
     Subclasses decide when and how bytes are fetched; every one of them
@@ -254,7 +255,7 @@ class S3Reader(io.BufferedIOBase):
         if length == 0:
             return 0
         filled = 0
-        for piece in self._pieces(self._position, length):
+        for piece in self._serve(self._position, length):
             piece_length = len(piece)
             view[filled : filled + piece_length] = piece
             filled += piece_length
@@ -318,13 +319,27 @@ class S3Reader(io.BufferedIOBase):
         length = self._available(self._position, wanted) if wanted else 0
         if length == 0:
             return b""
-        pieces = list(self._pieces(self._position, length))
+        pieces = list(self._serve(self._position, length))
         if len(pieces) == 1 and type(pieces[0]) is bytes:
             data = pieces[0]  # a whole chunk as received: hand it out without a copy
         else:
             data = b"".join(pieces)
         self._check_length(len(data), length)
         self._position += length
+        return data
+
+    def _serve(self, start: int, length: int) -> Iterable[Chunk]:
+        """A read's bytes: through the ``cache`` a tool installed (fsspec's blockcache), else the strategy's."""
+        if self._cache is not None:
+            return (self._cache._fetch(start, start + length),)
+        return self._pieces(start, length)
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        """The object's bytes ``[start, end)`` from the strategy, never through ``cache``: what a cache fetches with."""
+        self._check_open()
+        length = self._available(start, end - start) if end > start else 0
+        data = b"".join(self._pieces(start, length)) if length else b""
+        self._check_length(len(data), length)
         return data
 
     def _delivered(self, count: int) -> None:

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from ..errors import IncompleteObjectError, ObjectChangedError, ReadRetriesExhaustedError, describe_span
 from ..protocol import ObjectInfo
-from ..retry import RetryPolicy, is_transient
+from ..retry import RetryPolicy, configuration_error, is_transient
 from .bodies import parse_content_range, read_body_into
 from .calls import S3Calls
 
@@ -313,6 +313,9 @@ class ObjectRequests:
 
     def _translate(self, exc: Exception, what: str) -> Exception | None:
         """The error to raise instead of ``exc`` where it has a clearer one; else None."""
+        misconfigured = configuration_error(exc)
+        if misconfigured is not None:
+            return misconfigured
         code = _client_error_code(exc)
         if isinstance(exc, FileNotFoundError) or code in ("NoSuchKey", "NoSuchBucket", "NoSuchVersion", "404"):
             return FileNotFoundError(
