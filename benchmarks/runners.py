@@ -11,7 +11,7 @@ from typing import IO, Any, Protocol
 
 from .config import Context
 from .measure import RunResult
-from .servers import die_with_parent
+from .processes import die_with_parent
 from .worker import ContenderTrials
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

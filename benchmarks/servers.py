@@ -11,11 +11,9 @@ one, as S3 does: the timed runs go there.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -33,29 +31,12 @@ from fsspec_s3reader.local_server import LocalS3Server
 
 from .config import KIB, Endpoint
 from .counting import RequestCounts
+from .processes import LOOPBACK, die_with_parent, stop_process
 
 PATCH_DIRECTORY = Path(__file__).resolve().parent / "moto_patch"
-LOOPBACK = "127.0.0.1"
 S3RVER_VERSION = "3.7.1"
 S3RVER_CREDENTIALS = ("S3RVER", "S3RVER")
 """s3rver's fixed access key and secret; moto accepts any credentials, so workers use these for both."""
-
-
-def die_with_parent() -> None:
-    """In a server's process (Linux): be terminated when the benchmark dies, even by SIGKILL."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def stop_process(process: subprocess.Popen[Any]) -> None:
-    """Ask a server process to end, and make it if it will not within 10 s."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _free_port() -> int:
