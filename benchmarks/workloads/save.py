@@ -2,9 +2,10 @@
 
 Every run saves the same state dict (the one the DCP loads read) under a
 prefix of its own. After the clock, the saved files are fetched through the
-server's direct endpoint (not the link) into memory, loaded with torch's
-``FileSystemReader`` and compared bit for bit with the state dict; then the
-prefix is deleted, so the servers' disk and memory stay the size of one save.
+server's direct endpoint (not the link) into memory (tmpfs) with the network
+floor's parallel client, loaded with torch's ``FileSystemReader`` and
+compared bit for bit with the state dict; then the prefix is deleted, so the
+servers' disk and memory stay the size of one save.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from torch.distributed.checkpoint.state_dict_saver import save
 
 from fsspec_s3reader import S3StorageWriter
 
-from ..clients import REGION, UPLOAD_OPTIONS, s3tc_client, storage_options_with_counter
+from ..clients import REGION, UPLOAD_OPTIONS, RangeFetcher, s3tc_client, storage_options_with_counter
 from ..config import Context, Endpoint
 from ..counting import RequestCounter
+from ..floors import plan_pieces
 from ..trial import Build, Contender, Trial, Workload, WrongDataError
 from .checkpoint import assert_loaded, prepare_checkpoint, state_dict, zeroed_target
 
@@ -44,8 +46,9 @@ class SaveTrial(Trial):
         self._make = make
         self._state = state_dict(ctx)
         self._prefix = ""
-        # For the check after the clock: the same server, reached without the link, with a plain s3fs.
+        # For the check after the clock: the same server, reached without the link, with plain clients.
         self._check_fs = s3fs.S3FileSystem(skip_instance_cache=True, **ctx.direct(endpoint).storage_options)
+        self._fetcher = RangeFetcher(ctx.direct(endpoint))
 
     def before_run(self) -> None:
         self._prefix = f"{self._ctx.saves_prefix}/{uuid.uuid4().hex}"
@@ -60,11 +63,7 @@ class SaveTrial(Trial):
     def verify(self, result: str) -> None:
         local = Path(tempfile.mkdtemp(prefix="save-check-", dir=self._ctx.local_directory))
         try:
-            names = self._check_fs.ls(result, detail=False, refresh=True)
-            if not any(name.endswith("/.metadata") for name in names):
-                raise WrongDataError(f"the save under {result} has no .metadata: {names}")
-            for name in names:
-                self._check_fs.get_file(name, str(local / name.rsplit("/", 1)[-1]))
+            self._download(result, local)
             target = zeroed_target(self._ctx, model_only=False)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -73,6 +72,21 @@ class SaveTrial(Trial):
         finally:
             shutil.rmtree(local, ignore_errors=True)
             self._check_fs.rm(result, recursive=True)
+
+    def _download(self, prefix: str, local: Path) -> None:
+        """Every object under ``prefix`` into ``local``, fetched in parallel ranges."""
+        bucket = self._ctx.bucket
+        sizes = {info["name"].split("/", 1)[1]: int(info["size"]) for info in self._check_fs.ls(prefix, detail=True)}
+        if not any(key.endswith("/.metadata") for key in sizes):
+            raise WrongDataError(f"the save under {prefix} has no .metadata: {sorted(sizes)}")
+        for key, size in sizes.items():
+            with open(local / key.rsplit("/", 1)[-1], "wb") as f:
+                f.truncate(size)
+        pieces = plan_pieces((key, 0, size) for key, size in sizes.items() if size)
+        for (key, start, _), data in zip(pieces, self._fetcher.fetch(pieces, bucket), strict=True):
+            with open(local / key.rsplit("/", 1)[-1], "r+b") as f:
+                f.seek(start or 0)
+                f.write(data)
 
 
 def _ours(**options: Any) -> Build:
@@ -124,7 +138,6 @@ DCP_SAVE = Workload(
             _torch_fsspec,
         ),
         Contender("s3tc", "peer", "s3tc `S3StorageWriter` (default `thread_count=1`)", _s3tc()),
-        Contender("s3tc-8", "peer", "s3tc `S3StorageWriter(thread_count=8)`", _s3tc(thread_count=8)),
         Contender("writer", "ours", "`S3StorageWriter` (default `thread_count=1`)", _ours(), as_shipped=True),
         Contender("writer-8", "ours", "`S3StorageWriter(thread_count=8)`", _ours(thread_count=8)),
     ),
