@@ -346,7 +346,7 @@ def _contenders(model_only: bool) -> tuple[Contender, ...]:
         (
             "network-floor",
             "network-floor",
-            "boto3: `.metadata` + planned items, 16 MiB ranges, 8 threads, nothing parsed",
+            "boto3: `.metadata` + planned items, ranges of at most 16 MiB, 8 threads, nothing parsed",
             _network_floor,
             None,
         ),
@@ -376,9 +376,11 @@ _NOTES_COMMON = (
     "`sequential()` fetches each whole file and `range_based()` reads through an 8 MiB buffer. By default our "
     "`S3StorageReader` also stages the loaded data until every read has "
     "succeeded (`atomic=True`): the tensors torch loads are kept (not copied) until then, which costs memory for "
-    "them (the peak RSS column) and little time; the `atomic=False` row "
+    "them (the *beyond state dict* column) and little time; the `atomic=False` row "
     "shows the load without it. Each run builds a new storage reader (for `S3StorageReader` a new filesystem and "
-    "client), as a job resuming from a checkpoint would."
+    "client), as a job resuming from a checkpoint would. The memory floor is torch's `FileSystemReader` on a tmpfs "
+    "copy of the checkpoint: the same deserialization and copies, no network. The network floor fetches the "
+    "`.metadata` and the planned items' bytes on 8 connections and deserializes nothing."
 )
 
 DCP_FULL = Workload(

@@ -219,7 +219,9 @@ FULL_READ = Workload(
         Contender("adaptive", "ours", "ours `adaptive` (default)", _FULL.ours(_open_and_read), as_shipped=True),
         Contender("sequential", "ours", "ours `sequential`", _FULL.ours(_open_and_read, reader="sequential")),
         Contender("range_based", "ours", "ours `range_based`", _FULL.ours(_open_and_read, reader="range_based")),
-        Contender("network-floor", "network-floor", "boto3, 16 MiB ranges, 8 threads", _FULL.network_floor()),
+        Contender(
+            "network-floor", "network-floor", "boto3, ranges of at most 16 MiB, 8 threads", _FULL.network_floor()
+        ),
     ),
     notes=(
         "Every contender must fetch the object once, so the bytes are equal by construction; what differs is how. "
@@ -227,7 +229,7 @@ FULL_READ = Workload(
         "bandwidth. s3fs `cat_file` fetches 50 MiB ranges concurrently and joins them. Ours fetch 8 MiB ranged GETs,"
         " up to 8 in flight (`part_size`, `max_parts_in_flight`), and copy the received pieces once, into the bytes "
         "`read()` returns. s3tc's native client (the CRT) splits the GET into 8 MiB parts fetched in parallel. The "
-        "network floor fetches 16 MiB ranges on 8 connections and leaves them unjoined."
+        "network floor fetches ranges of at most 16 MiB on 8 connections and leaves them unjoined."
     ),
     prepare=_prepare_full_read,
 )

@@ -291,7 +291,7 @@ def _pandas_contenders(columns: Columns, extra: Sequence[Contender] = ()) -> tup
         Contender(
             "network-floor",
             "network-floor",
-            "boto3: footer + needed chunks, 16 MiB ranges, 8 threads, nothing parsed",
+            "boto3: footer + needed chunks, ranges of at most 16 MiB, 8 threads, nothing parsed",
             at(_network_floor),
         ),
     )
@@ -420,7 +420,7 @@ PARQUET_DATASET = Workload(
         Contender(
             "network-floor",
             "network-floor",
-            "boto3: 8 footers + needed chunks, 16 MiB ranges, 8 threads, nothing parsed",
+            "boto3: 8 footers + needed chunks, ranges of at most 16 MiB, 8 threads, nothing parsed",
             _dataset_network_floor,
         ),
     ),
