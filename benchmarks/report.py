@@ -481,7 +481,8 @@ def _link_lines(info: RunInfo) -> list[str]:
         f"{info.link['mbps']:g} MB/s with a token bucket of its own (S3 serves one connection at about 85-90 MB/s), "
         "so eight connections get eight times the bandwidth of one, up to what s3rver itself serves. Loopback has "
         "neither: there a client that keeps one connection busy looks as good as one that keeps eight busy.",
-        f"- The link as measured with boto3: {_path(measured)}.",
+        f"- The link as measured with boto3: {_path(measured)}. Where eight connections fall short of eight times "
+        "one, this machine is the limit: the link and s3rver share its cores with the client.",
         overhead,
     ]
 
