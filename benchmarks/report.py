@@ -618,7 +618,7 @@ def _running_section() -> str:
         "```bash",
         'pip install torch==2.13.0 && pip install -e ".[dcp,demo,bench]"',
         "python -m benchmarks.run --quick  # a smoke run: small data, 1 run each, all in one process (~2 minutes)",
-        "python -m benchmarks.run  # this page, docs/benchmarks.png and a JSON file in benchmarks/results/",
+        "python -m benchmarks.run  # this page, its plot and a JSON in benchmarks/results/ (20-25 min on 2 cores)",
         "python -m benchmarks.run --workloads parquet --link-ms 50 --link-mbps 60  # one workload, another link",
         "python -m benchmarks.run --render-only benchmarks/results/RUN.json  # the page again from saved numbers",
         "python -m benchmarks.link --upstream-port PORT --delay-ms 20 --mbps 90  # the link alone, before any server",

@@ -1,6 +1,6 @@
 """Run every workload against every contender on local S3 servers, and write the results page and plot.
 
-    python -m benchmarks.run            # the published page: docs/benchmarks.md and .png (~25 minutes, 2 cores)
+    python -m benchmarks.run            # the published page: docs/benchmarks.md and .png (20-25 min on 2 cores)
     python -m benchmarks.run --quick    # a smoke run in about 2 minutes
 
 Timed runs go to s3rver, on loopback and through the S3-shaped link
