@@ -520,13 +520,13 @@ def _method_lines(info: RunInfo) -> list[str]:
         "rotating order. *s (median)* is the median of the timed call (opening the file or building the storage "
         "reader included, checking the result not). *vs fastest peer*: over the fastest contender that is not ours "
         "and not a floor (below 1.00x we are faster).",
-        "- Floors, the two times no client beats on this machine, each its own row: the *memory floor* does the same "
+        "- Floors, what no client should beat on this machine, each its own row: the *memory floor* does the same "
         "work with every byte already in memory (torch's `FileSystemReader` on a tmpfs copy of the checkpoint; "
         "pyarrow reading the parquet file from a buffer, or the dataset from a tmpfs copy); the *network floor* "
         "fetches every needed byte, ranges known in advance, with boto3 on 8 threads in ranges of at most 16 MiB, "
         "and parses nothing. *vs floor*: over the higher of a workload's floors on the same endpoint. The network "
         "floor is Python: where a request's client CPU is most of its cost (many small requests on loopback), a "
-        "native client can beat it.",
+        "native client can beat it, and a single run (`--quick`) can land anywhere.",
         "- *fetched / needed*: bytes the server sent over the least the workload needs. *other*: requests that are "
         "neither GET nor HEAD on an object (listings; for the save, the uploads). *CPU ms / request*: the worker's "
         "user + system CPU during a loopback run, over the requests the server counted for the same work (the "
