@@ -1,9 +1,10 @@
-"""The clients contenders read with, each made for one endpoint: s3fs, ours, s3torchconnector and boto3.
+"""The clients contenders read with, each made for one endpoint: s3fs, ours, s3torchconnector, pyarrow's
+native S3 filesystem, obstore, and boto3 (the network floors' plain parallel client).
 
 s3fs and our filesystem get a session of their own whose requests are also
 counted on the client side (``counting.py``), to cross-check the server's count;
-s3torchconnector's native client and the boto3 ceiling are counted by the
-server alone.
+the native clients (s3torchconnector's CRT, pyarrow's AWS SDK for C++, obstore's
+Rust client) and boto3 are counted by the server alone.
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ UPLOAD_OPTIONS: dict[str, Any] = {"config_kwargs": {"request_checksum_calculatio
 """For storing the data (s3fs and our DCP writer): no aws-chunked checksum trailers, which s3rver 3.7.1 would
 store as object bytes."""
 
-CEILING_CONNECTIONS = 8
-"""Parallel connections of the boto3 ceiling: what a hand-written loader would use."""
+FLOOR_CONNECTIONS = 8
+"""Parallel connections of the network floor's plain client: what a hand-written loader would use."""
+
+FLOOR_PIECE = 16 * 1024 * 1024
+"""The network floor's largest range per GET: big enough that a request's own cost is a small part of it."""
+
+REGION = "us-east-1"
 
 
 def plain_s3fs(endpoint: Endpoint, **options: Any) -> tuple[s3fs.S3FileSystem, RequestCounter]:
@@ -63,7 +69,43 @@ def s3tc_client(endpoint: Endpoint) -> Any:
 
     os.environ["AWS_ACCESS_KEY_ID"] = endpoint.key
     os.environ["AWS_SECRET_ACCESS_KEY"] = endpoint.secret
-    return S3Client("us-east-1", endpoint=endpoint.url, s3client_config=S3ClientConfig(force_path_style=True))
+    return S3Client(REGION, endpoint=endpoint.url, s3client_config=S3ClientConfig(force_path_style=True))
+
+
+def pyarrow_s3(endpoint: Endpoint) -> Any:
+    """pyarrow's native ``S3FileSystem`` (the AWS SDK for C++) on ``endpoint``: what a pandas user switches to.
+
+    Paths are ``bucket/key``, path-style over plain HTTP; the instance
+    metadata service is never asked (there is none on loopback).
+    """
+    from pyarrow import fs as pafs
+
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    scheme, _, address = endpoint.url.partition("://")
+    return pafs.S3FileSystem(
+        access_key=endpoint.key,
+        secret_key=endpoint.secret,
+        region=REGION,
+        scheme=scheme,
+        endpoint_override=address,
+        allow_bucket_creation=False,
+        allow_bucket_deletion=False,
+    )
+
+
+def obstore_store(endpoint: Endpoint, bucket: str) -> Any:
+    """obstore's ``S3Store`` (Rust, object_store) for one bucket on ``endpoint``, path-style over plain HTTP."""
+    from obstore.store import S3Store
+
+    return S3Store(
+        bucket,
+        endpoint=endpoint.url,
+        access_key_id=endpoint.key,
+        secret_access_key=endpoint.secret,
+        region=REGION,
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )
 
 
 def boto3_client(endpoint: Endpoint) -> Any:
@@ -75,17 +117,17 @@ def boto3_client(endpoint: Endpoint) -> Any:
         endpoint_url=endpoint.url,
         aws_access_key_id=endpoint.key,
         aws_secret_access_key=endpoint.secret,
-        region_name="us-east-1",
-        config=Config(max_pool_connections=CEILING_CONNECTIONS),
+        region_name=REGION,
+        config=Config(max_pool_connections=FLOOR_CONNECTIONS),
     )
 
 
 class RangeFetcher:
-    """The ceiling's transport: exactly the given byte ranges, ``CEILING_CONNECTIONS`` GETs at a time, nothing more."""
+    """The network floor's transport: exactly the given byte ranges, ``FLOOR_CONNECTIONS`` GETs at a time."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self._client = boto3_client(endpoint)
-        self._pool = ThreadPoolExecutor(CEILING_CONNECTIONS, thread_name_prefix="ceiling")
+        self._pool = ThreadPoolExecutor(FLOOR_CONNECTIONS, thread_name_prefix="floor")
 
     def _get(self, bucket: str, key: str, start: int | None, end: int | None) -> bytes:
         """Bytes ``[start, end)``, or the whole object when both are None."""

@@ -21,6 +21,9 @@ class Sizes:
 
     object_bytes: int
     random_reads: int
+    """Small reads at random offsets on loopback (and counted)."""
+    random_reads_link: int
+    """The first this many of them through the link, where each costs a round trip."""
     random_read_bytes: int
     parquet_rows: int
     parquet_columns: int
@@ -28,13 +31,19 @@ class Sizes:
     dcp_layers: int
     dcp_width: int
     small_objects: int
+    """How many small objects are stored, and read on loopback (and counted)."""
+    small_objects_link: int
+    """How many of them are read through the link, where one at a time costs a round trip each."""
     small_object_bytes: int
+    dataset_files: int
+    """Files of the ``pyarrow.dataset`` workload: the parquet table cut into this many, one row group each."""
 
     @staticmethod
     def default() -> Sizes:
         return Sizes(
             object_bytes=256 * MIB,
             random_reads=200,
+            random_reads_link=50,
             random_read_bytes=4 * KIB,
             # 1,415,000 rows x 20 random float64 columns: ~216 MiB (random floats defeat
             # dictionary encoding and compression), 5 row groups of ~2.2 MiB column chunks.
@@ -45,8 +54,10 @@ class Sizes:
             # 256 MiB of Adam state, a ~384 MiB checkpoint.
             dcp_layers=8,
             dcp_width=2048,
-            small_objects=500,
+            small_objects=300,
+            small_objects_link=100,
             small_object_bytes=64 * KIB,
+            dataset_files=8,
         )
 
     @staticmethod
@@ -54,6 +65,7 @@ class Sizes:
         return Sizes(
             object_bytes=16 * MIB,
             random_reads=20,
+            random_reads_link=10,
             random_read_bytes=4 * KIB,
             parquet_rows=100_000,
             parquet_columns=20,
@@ -61,22 +73,25 @@ class Sizes:
             dcp_layers=2,
             dcp_width=1024,
             small_objects=40,
+            small_objects_link=20,
             small_object_bytes=64 * KIB,
+            dataset_files=8,
         )
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One way to reach a server: which server, through what latency, and with what credentials."""
+    """One way to reach a server: which server, directly or through the link, and with what credentials."""
 
     name: str
-    """``moto`` (counted), ``s3rver`` (timed) or ``s3rver+20ms`` (timed through the latency proxy)."""
+    """``moto`` (counted), ``s3rver`` (timed on loopback) or ``link`` (s3rver timed through the S3-shaped link)."""
     url: str
     key: str
     secret: str
     counted: bool
     """Whether the server counts requests and bytes (moto); such runs are for counts, not for timings."""
-    latency_ms: int = 0
+    link: bool = False
+    """Whether requests go through the link (``link.py``) rather than straight to the server."""
 
     @property
     def storage_options(self) -> dict[str, Any]:
@@ -92,12 +107,24 @@ class Context:
     bucket: str
     sizes: Sizes
     seed: int
+    local_directory: str
+    """A folder in memory (tmpfs) where the driver keeps local copies for the memory floors."""
 
     def endpoint(self, name: str) -> Endpoint:
         for endpoint in self.endpoints:
             if endpoint.name == name:
                 return endpoint
         raise KeyError(f"no endpoint {name!r} in this run; it has {[e.name for e in self.endpoints]}")
+
+    def direct(self, endpoint: Endpoint) -> Endpoint:
+        """The endpoint that reaches ``endpoint``'s server without the link: for work outside the clock."""
+        return self.endpoint("s3rver") if endpoint.link else endpoint
+
+    def small_objects_on(self, endpoint: Endpoint) -> int:
+        return self.sizes.small_objects_link if endpoint.link else self.sizes.small_objects
+
+    def random_reads_on(self, endpoint: Endpoint) -> int:
+        return self.sizes.random_reads_link if endpoint.link else self.sizes.random_reads
 
     @property
     def object_path(self) -> str:
@@ -115,6 +142,14 @@ class Context:
     def small_objects_prefix(self) -> str:
         return f"{self.bucket}/small"
 
+    @property
+    def dataset_prefix(self) -> str:
+        return f"{self.bucket}/dataset"
+
+    @property
+    def saves_prefix(self) -> str:
+        return f"{self.bucket}/saves"
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 
@@ -126,4 +161,5 @@ class Context:
             bucket=raw["bucket"],
             sizes=Sizes(**raw["sizes"]),
             seed=raw["seed"],
+            local_directory=raw["local_directory"],
         )

@@ -1,7 +1,11 @@
 """Run a trial once and record what it cost: wall and CPU seconds, peak memory growth, client-side counts.
 
 Peak memory comes from Linux's high-water mark, reset before each run
-(``/proc/self/clear_refs``), so it is the growth during that run alone.
+(``/proc/self/clear_refs``), so it is the growth during that run alone. In a
+worker that has run before, that growth understates what a load needs: the
+allocator hands out again memory the last run freed, without the resident set
+growing. ``measure_fresh`` is the honest number: one run in a process that has
+run nothing, its baseline taken before the run's target is even allocated.
 """
 
 from __future__ import annotations
@@ -9,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fsspec_s3reader import TransferStats
 
+from .counting import RequestCounts
 from .trial import Trial
 
 _STATUS = Path("/proc/self/status")
@@ -36,7 +42,7 @@ class RunResult:
     own_stats: dict[str, int] | None
     """Our filesystems' ``fs.stats`` over the same run (None for everyone else)."""
     server_counts: dict[str, int] | None = None
-    """What the counting server answered during the run (``ServerCounts``); set by the driver."""
+    """What the counting server answered during the timed call (``RequestCounts``); on the counting server only."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,12 +101,18 @@ def _stats_delta(after: TransferStats | None, before: TransferStats | None) -> d
     return dataclasses.asdict(delta)
 
 
-def measure(trial: Trial, endpoint: str) -> RunResult:
-    """Run ``trial`` once, verify what it read (outside the clock) and return the run's costs."""
+def measure(trial: Trial, endpoint: str, server_counts: Callable[[], RequestCounts] | None = None) -> RunResult:
+    """Run ``trial`` once, verify what it read (outside the clock) and return the run's costs.
+
+    ``server_counts`` reads the counting server's totals: called just before
+    and just after the timed call, so that what ``before_run`` and ``verify``
+    send (a save's check reads the save back) is not counted.
+    """
     trial.before_run()
     gc.collect()  # the last run's garbage must not be collected on this run's clock
     counts_before = trial.counter.snapshot() if trial.counter is not None else None
     own_before = trial.own_stats()
+    server_before = server_counts() if server_counts is not None else None
     rss_at_start = reset_peak_rss()
     cpu_start = time.process_time()
     start = time.perf_counter()
@@ -108,6 +120,7 @@ def measure(trial: Trial, endpoint: str) -> RunResult:
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
     peak = peak_rss()
+    server = server_counts() - server_before if server_counts is not None and server_before is not None else None
     client_counts = None
     if trial.counter is not None and counts_before is not None:
         client_counts = dataclasses.asdict(trial.counter.snapshot() - counts_before)
@@ -120,4 +133,45 @@ def measure(trial: Trial, endpoint: str) -> RunResult:
         peak_rss_growth=peak - rss_at_start if peak is not None and rss_at_start is not None else None,
         client_counts=client_counts,
         own_stats=own,
+        server_counts=dataclasses.asdict(server) if server is not None else None,
     )
+
+
+@dataclass(frozen=True)
+class FreshMemory:
+    """One run in a fresh process: its resident memory before anything of the run existed, and at its peak."""
+
+    baseline_rss: int
+    """Resident bytes after imports and the trial's build, before the run's target was allocated."""
+    peak_rss: int
+    kept_bytes: int
+    """What the result rightfully holds (the loaded state dict's bytes)."""
+    seconds: float
+
+    @property
+    def beyond_kept(self) -> int:
+        """Peak growth beyond what the result holds: the reader's own memory. Below zero is a measuring error."""
+        return self.peak_rss - self.baseline_rss - self.kept_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(raw: dict[str, Any]) -> FreshMemory:
+        return FreshMemory(**raw)
+
+
+def measure_fresh(trial: Trial) -> FreshMemory:
+    """Run ``trial`` once in this process, which must have run nothing before, and verify it after the peak is read."""
+    gc.collect()
+    baseline = reset_peak_rss()
+    started = time.perf_counter()
+    trial.before_run()  # the target is allocated here: part of what the peak covers
+    result = trial.run()
+    seconds = time.perf_counter() - started
+    peak = peak_rss()
+    kept = trial.kept_bytes()
+    if baseline is None or peak is None or kept is None:
+        raise RuntimeError("peak memory needs Linux's /proc/self/status and clear_refs, and a trial that keeps bytes")
+    trial.verify(result)
+    return FreshMemory(baseline_rss=baseline, peak_rss=peak, kept_bytes=kept, seconds=seconds)

@@ -1,16 +1,17 @@
-"""The page's figure: median seconds per reader, one panel per workload and latency, ours set apart by colour."""
+"""The page's figure: median seconds per reader, one panel per workload and endpoint; ours, peers and the two
+floors each in a colour of their own, the higher floor also as a line across the panel."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .report import WorkloadRuns, latency_label, summarize_workload
+from .report import WorkloadRuns, endpoint_label, higher_floor, summarize_workload
 
-COLOURS = {"ours": "#1f77b4", "peer": "#ff7f0e", "ceiling": "#7f7f7f"}
+COLOURS = {"ours": "#1f77b4", "peer": "#ff7f0e", "memory-floor": "#2ca02c", "network-floor": "#7f7f7f"}
 
 
 def write_plot(results: list[WorkloadRuns], path: Path) -> None:
-    """A PNG of horizontal bars, one panel per (workload, latency); needs matplotlib (the ``bench`` extra)."""
+    """A PNG of horizontal bars, one panel per (workload, endpoint); needs matplotlib (the ``bench`` extra)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: a file is all we want
@@ -28,7 +29,10 @@ def write_plot(results: list[WorkloadRuns], path: Path) -> None:
         axis.barh(range(len(timed)), seconds, color=[COLOURS[s.kind] for s in timed])
         axis.set_yticks(range(len(timed)), [s.label.replace("`", "") for s in timed], fontsize=7)
         axis.invert_yaxis()
-        axis.set_title(f"{result.workload.title.replace('`', '')} @{latency_label(endpoint)}", fontsize=9)
+        axis.set_title(f"{result.workload.title.replace('`', '')} @{endpoint_label(endpoint)}", fontsize=9)
+        floor = higher_floor(result, endpoint)
+        if floor is not None:
+            axis.axvline(floor[1], color=COLOURS[floor[0].kind], linestyle="--", linewidth=0.8)
         # One very slow reader would flatten every other bar to nothing: switch such a panel to a log scale.
         logarithmic = max(seconds) > 20 * min(seconds)
         if logarithmic:
@@ -37,7 +41,7 @@ def write_plot(results: list[WorkloadRuns], path: Path) -> None:
         axis.tick_params(axis="x", labelsize=7)
         for position, value in enumerate(seconds):
             axis.text(value, position, f" {value:.2f}", va="center", fontsize=6)
-    legend = [Patch(color=colour, label=kind) for kind, colour in COLOURS.items()]
+    legend = [Patch(color=colour, label=kind.replace("-", " ")) for kind, colour in COLOURS.items()]
     figure.legend(handles=legend, loc="upper right", fontsize=8)
     figure.tight_layout(rect=(0, 0, 0.92, 1))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""From raw runs to what a reader needs: medians, ratios to the fastest peer and the ceiling, a markdown page."""
+"""From raw runs to what a reader needs: medians, ratios to the fastest peer and to the floors, a markdown page."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import MIB
-from .measure import RunResult
-from .trial import Kind, Workload
+from .measure import FreshMemory, RunResult
+from .trial import Kind, Workload, is_floor
 
 TIE = 0.05
 """Within 5% of the fastest peer counts as a tie: less than the noise of one run on a shared machine."""
+
+ENDPOINT_LABELS = {"s3rver": "loopback", "link": "link"}
 
 
 @dataclass(frozen=True)
@@ -23,10 +25,12 @@ class ContenderRuns:
     warmup: dict[str, list[RunResult]]
     """Unmeasured runs, by timing endpoint."""
     timed: dict[str, list[RunResult]]
-    """Measured runs, by timing endpoint (``s3rver``, ``s3rver+20ms``)."""
+    """Measured runs, by timing endpoint (``s3rver`` on loopback, ``link`` through the link)."""
     counted: RunResult | None
     """The one run on the counting server (moto)."""
     memory_isolated: bool
+    fresh: FreshMemory | None = None
+    """One run in a fresh process, for its memory (the DCP loads)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ class Timing:
     seconds: float
     vs_peer: float | None
     """Over the fastest peer's median on the same endpoint (None without peers)."""
-    vs_ceiling: float | None
+    vs_floor: float | None
+    """Over the higher floor's median on the same endpoint (None without floors)."""
 
 
 @dataclass(frozen=True)
@@ -58,13 +63,25 @@ class Summary:
     timings: dict[str, Timing]
     cpu_seconds: float | None
     peak_rss_growth: int | None
+    """Growth during a timed run in a worker that ran before (warm); None where not isolated."""
+    fresh_beyond: int | None
+    """Peak beyond the state dict in a fresh process (``FreshMemory.beyond_kept``); below zero is an error."""
     get_requests: int | None
     head_requests: int | None
     other_requests: int | None
     get_bytes: int | None
     amplification: float | None
+    cpu_ms_per_request: float | None
+    """Client CPU of a loopback run over the requests the server counted for the same work."""
     counts_agree: bool | None
     """Did the client-side counter and ``fs.stats`` (where there are any) tell what the server counted?"""
+    as_shipped: bool = False
+
+    @property
+    def requests(self) -> int | None:
+        if self.get_requests is None or self.head_requests is None or self.other_requests is None:
+            return None
+        return self.get_requests + self.head_requests + self.other_requests
 
 
 def _median_seconds(runs: list[RunResult]) -> float:
@@ -76,8 +93,17 @@ def _fastest(result: WorkloadRuns, endpoint: str, kind: Kind) -> float | None:
     return min(times) if times else None
 
 
+def higher_floor(result: WorkloadRuns, endpoint: str) -> tuple[ContenderRuns, float] | None:
+    """The slower of the workload's floors on ``endpoint`` (the one no client can beat), with its median."""
+    floors = [
+        (c, _median_seconds(c.timed[endpoint])) for c in result.contenders if is_floor(c.kind) and c.timed.get(endpoint)
+    ]
+    return max(floors, key=lambda pair: pair[1]) if floors else None
+
+
 def summarize_workload(result: WorkloadRuns) -> list[Summary]:
     summaries = []
+    shipped = {c.key for c in result.workload.contenders if c.as_shipped}
     for runs in result.contenders:
         timings = {}
         for endpoint in result.timing_endpoints:
@@ -85,30 +111,35 @@ def summarize_workload(result: WorkloadRuns) -> list[Summary]:
             if not measured:
                 continue
             seconds = _median_seconds(measured)
-            peer, ceiling = _fastest(result, endpoint, "peer"), _fastest(result, endpoint, "ceiling")
+            peer, floor = _fastest(result, endpoint, "peer"), higher_floor(result, endpoint)
             timings[endpoint] = Timing(
                 runs=len(measured),
                 seconds=seconds,
                 vs_peer=seconds / peer if peer else None,
-                vs_ceiling=seconds / ceiling if ceiling else None,
+                vs_floor=seconds / floor[1] if floor else None,
             )
         base = runs.timed.get(result.timing_endpoints[0]) or []
         peaks = [r.peak_rss_growth for r in base if r.peak_rss_growth is not None]
         server = runs.counted.server_counts if runs.counted is not None else None
+        cpu = statistics.median(r.cpu_seconds for r in base) if base else None
+        requests = sum(server[f] for f in ("get_requests", "head_requests", "other_requests")) if server else 0
         summaries.append(
             Summary(
                 key=runs.key,
                 kind=runs.kind,
                 label=runs.label,
                 timings=timings,
-                cpu_seconds=statistics.median(r.cpu_seconds for r in base) if base else None,
+                cpu_seconds=cpu,
                 peak_rss_growth=max(peaks) if peaks and runs.memory_isolated else None,
+                fresh_beyond=runs.fresh.beyond_kept if runs.fresh is not None else None,
                 get_requests=server["get_requests"] if server else None,
                 head_requests=server["head_requests"] if server else None,
                 other_requests=server["other_requests"] if server else None,
                 get_bytes=server["get_bytes"] if server else None,
                 amplification=server["get_bytes"] / result.needed_bytes if server and result.needed_bytes else None,
+                cpu_ms_per_request=cpu * 1000 / requests if cpu is not None and requests else None,
                 counts_agree=runs.counted.counts_agree() if runs.counted is not None else None,
+                as_shipped=runs.key in shipped,
             )
         )
     return summaries
@@ -117,8 +148,8 @@ def summarize_workload(result: WorkloadRuns) -> list[Summary]:
 # -- markdown ---------------------------------------------------------------------------
 
 
-def latency_label(endpoint: str) -> str:
-    return "0 ms" if endpoint == "s3rver" else endpoint.removeprefix("s3rver+").replace("ms", " ms")
+def endpoint_label(endpoint: str) -> str:
+    return ENDPOINT_LABELS.get(endpoint, endpoint)
 
 
 def _ratio(value: float | None) -> str:
@@ -135,53 +166,76 @@ def _agreement(summary: Summary) -> str:
     return "yes" if summary.counts_agree else "**no**"
 
 
-def _header(endpoints: list[str]) -> str:
+def memory_cell(beyond: int | None) -> str:
+    """The fresh-process memory beyond the state dict, or the word that it could not be measured."""
+    if beyond is None:
+        return "-"
+    if beyond < 0:
+        return f"measuring error ({beyond / MIB:.0f})"
+    return f"{beyond / MIB:.0f}"
+
+
+def _columns(workload: Workload) -> list[str]:
+    cells = ["GET", "HEAD", "other"]
+    if not workload.uploads:
+        cells += ["MiB fetched", "fetched / needed"]
+    if workload.per_request_cpu:
+        cells.append("CPU ms / request")
+    cells.append("beyond state dict MiB (fresh)" if workload.fresh_memory else "peak RSS Δ MiB")
+    return [*cells, "client CPU s", "counts agree"]
+
+
+def _header(result: WorkloadRuns) -> str:
     cells = ["contender", "whose"]
-    for endpoint in endpoints:
-        at = f" @{latency_label(endpoint)}"
-        cells += [f"s (median){at}", f"vs fastest peer{at}", f"vs ceiling{at}"]
-    cells += ["GET", "HEAD", "MiB fetched", "fetched / needed", "peak RSS Δ MiB", "client CPU s", "counts agree"]
+    for endpoint in result.timing_endpoints:
+        at = f" @{endpoint_label(endpoint)}"
+        cells += [f"s (median){at}", f"vs fastest peer{at}", f"vs floor{at}"]
+    cells += _columns(result.workload)
     aligns = ["---", ":-:"] + ["--:"] * (len(cells) - 3) + [":-:"]
     return "| " + " | ".join(cells) + " |\n|" + "|".join(aligns) + "|"
 
 
-def _row(summary: Summary, endpoints: list[str]) -> str:
-    label = summary.label
-    cells = [label, summary.kind]
-    for endpoint in endpoints:
+def _row(summary: Summary, result: WorkloadRuns) -> str:
+    workload = result.workload
+    cells = [summary.label, summary.kind]
+    for endpoint in result.timing_endpoints:
         timing = summary.timings.get(endpoint)
         if timing is None:
-            cells += ["-", "-", "-"]
+            cells += ["not timed", "-", "-"]
             continue
         runs = f" ({timing.runs} run)" if timing.runs == 1 else ""
         seconds = f"{timing.seconds:.3f}{runs}"
         cells += [f"**{seconds}**" if summary.kind == "ours" else seconds, _ratio(timing.vs_peer)]
-        cells.append(_ratio(timing.vs_ceiling))
-    cells += [
-        _count(summary.get_requests),
-        _count(summary.head_requests),
-        f"{summary.get_bytes / MIB:.1f}" if summary.get_bytes is not None else "-",
-        f"{summary.amplification:.2f}" if summary.amplification is not None else "-",
-        f"{summary.peak_rss_growth / MIB:.0f}" if summary.peak_rss_growth is not None else "-",
-        f"{summary.cpu_seconds:.2f}" if summary.cpu_seconds is not None else "-",
-        _agreement(summary),
-    ]
+        cells.append(_ratio(timing.vs_floor))
+    cells += [_count(summary.get_requests), _count(summary.head_requests), _count(summary.other_requests)]
+    if not workload.uploads:
+        cells.append(f"{summary.get_bytes / MIB:.1f}" if summary.get_bytes is not None else "-")
+        cells.append(f"{summary.amplification:.2f}" if summary.amplification is not None else "-")
+    if workload.per_request_cpu:
+        cells.append(f"{summary.cpu_ms_per_request:.2f}" if summary.cpu_ms_per_request is not None else "-")
+    if workload.fresh_memory:
+        cells.append(memory_cell(summary.fresh_beyond))
+    else:
+        cells.append(f"{summary.peak_rss_growth / MIB:.0f}" if summary.peak_rss_growth is not None else "-")
+    cells += [f"{summary.cpu_seconds:.2f}" if summary.cpu_seconds is not None else "-", _agreement(summary)]
     return "| " + " | ".join(cells) + " |"
 
 
 def table(result: WorkloadRuns, summaries: list[Summary]) -> str:
-    return "\n".join([_header(result.timing_endpoints), *[_row(s, result.timing_endpoints) for s in summaries]])
+    return "\n".join([_header(result), *[_row(s, result) for s in summaries]])
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Ours against the peers on one workload at one latency."""
+    """Ours against the peers, and against the higher floor, on one workload and endpoint."""
 
     endpoint: str
     ours: Summary
     peer: Summary
     ratio: float
     """Our fastest's time over the fastest peer's."""
+    floor: Summary | None
+    """The higher floor on this endpoint, if the workload has floors."""
 
     @property
     def word(self) -> str:
@@ -191,6 +245,10 @@ class Verdict:
             return "loses"
         return "ties"
 
+    @property
+    def vs_floor(self) -> float | None:
+        return self.ours.timings[self.endpoint].vs_floor
+
 
 def verdicts(summaries: list[Summary], endpoints: list[str]) -> list[Verdict]:
     found = []
@@ -198,16 +256,19 @@ def verdicts(summaries: list[Summary], endpoints: list[str]) -> list[Verdict]:
         timed = [s for s in summaries if endpoint in s.timings]
         ours = [s for s in timed if s.kind == "ours"]
         peers = [s for s in timed if s.kind == "peer"]
+        floors = [s for s in timed if is_floor(s.kind)]
         if not ours or not peers:
             continue
         best = min(ours, key=lambda s: s.timings[endpoint].seconds)
         peer = min(peers, key=lambda s: s.timings[endpoint].seconds)
-        found.append(Verdict(endpoint, best, peer, best.timings[endpoint].seconds / peer.timings[endpoint].seconds))
+        floor = max(floors, key=lambda s: s.timings[endpoint].seconds) if floors else None
+        ratio = best.timings[endpoint].seconds / peer.timings[endpoint].seconds
+        found.append(Verdict(endpoint, best, peer, ratio, floor))
     return found
 
 
 def _bytes_line(summaries: list[Summary], needed_bytes: int) -> str | None:
-    counted = [s for s in summaries if s.get_bytes is not None]
+    counted = [s for s in summaries if s.get_bytes is not None and not is_floor(s.kind)]
     if not counted:
         return None
     fewest = min(counted, key=lambda s: s.get_bytes or 0)
@@ -222,6 +283,20 @@ def _bytes_line(summaries: list[Summary], needed_bytes: int) -> str | None:
     )
 
 
+def _on(endpoint: str) -> str:
+    return "Through the link" if endpoint == "link" else f"On {endpoint_label(endpoint)}"
+
+
+def _floor_sentence(verdict: Verdict) -> str:
+    if verdict.floor is None or verdict.vs_floor is None:
+        return ""
+    floor_s = verdict.floor.timings[verdict.endpoint].seconds
+    return (
+        f" The higher floor is the {verdict.floor.kind.replace('-', ' ')}, {floor_s:.3f} s: our fastest takes "
+        f"{verdict.vs_floor:.2f}x it."
+    )
+
+
 def observations(result: WorkloadRuns, summaries: list[Summary]) -> list[str]:
     """Facts of this run worth a sentence, computed, so that the page never contradicts its table."""
     lines = []
@@ -229,10 +304,11 @@ def observations(result: WorkloadRuns, summaries: list[Summary]) -> list[str]:
         ours_s = verdict.ours.timings[verdict.endpoint].seconds
         peer_s = verdict.peer.timings[verdict.endpoint].seconds
         lines.append(
-            f"At {latency_label(verdict.endpoint)}: ours **{verdict.word}**: our fastest, {verdict.ours.label}, "
+            f"{_on(verdict.endpoint)}: ours **{verdict.word}**: our fastest, {verdict.ours.label}, "
             f"{ours_s:.3f} s, is {verdict.ratio:.2f}x the fastest peer, {verdict.peer.label}, {peer_s:.3f} s."
+            + _floor_sentence(verdict)
         )
-    bytes_line = _bytes_line(summaries, result.needed_bytes)
+    bytes_line = _bytes_line(summaries, result.needed_bytes) if not result.workload.uploads else None
     if bytes_line:
         lines.append(bytes_line)
     for s in summaries:
@@ -241,16 +317,38 @@ def observations(result: WorkloadRuns, summaries: list[Summary]) -> list[str]:
                 f"The client-side count or `fs.stats` of {s.label} disagrees with the server's count (see the JSON): "
                 "for a reader that cancels GETs under way, `fs.stats` counts bytes received, the server bytes sent."
             )
+        if s.fresh_beyond is not None and s.fresh_beyond < 0:
+            lines.append(
+                f"The fresh-process memory of {s.label} came out {s.fresh_beyond / MIB:.0f} MiB, below the state "
+                "dict it holds: that is a measuring error, not a result, and it is not reported as one."
+            )
     return lines
 
 
-def workload_section(result: WorkloadRuns) -> str:
+def _sizes_sentence(result: WorkloadRuns, sizes: dict[str, Any] | None) -> str:
+    if sizes is None:
+        return ""
+    if result.workload.key == "small_objects":
+        return (
+            f" {sizes['small_objects']} objects on loopback (and counted), the first {sizes['small_objects_link']} "
+            "through the link."
+        )
+    if result.workload.key == "random_reads":
+        return (
+            f" {sizes['random_reads']} reads on loopback (and counted), the first {sizes['random_reads_link']} "
+            "through the link."
+        )
+    return ""
+
+
+def workload_section(result: WorkloadRuns, sizes: dict[str, Any] | None = None) -> str:
     summaries = summarize_workload(result)
     workload = result.workload
+    what = "Bytes a save sends" if workload.uploads else "Bytes needed at the least"
     parts = [
         f"## {workload.title}",
         "",
-        f"What: {workload.what}. Bytes needed at the least: {result.needed_bytes / MIB:.1f} MiB.",
+        f"What: {workload.what}. {what}: {result.needed_bytes / MIB:.1f} MiB.{_sizes_sentence(result, sizes)}",
         "",
         table(result, summaries),
         "",
@@ -279,6 +377,7 @@ def runs_to_json(result: WorkloadRuns) -> dict[str, Any]:
                 "warmup": {e: [r.to_dict() for r in runs] for e, runs in c.warmup.items()},
                 "timed": {e: [r.to_dict() for r in runs] for e, runs in c.timed.items()},
                 "counted": c.counted.to_dict() if c.counted is not None else None,
+                "fresh": c.fresh.to_dict() if c.fresh is not None else None,
             }
             for c in result.contenders
         ],
@@ -301,6 +400,7 @@ def runs_from_json(raw: dict[str, Any], workload: Workload) -> WorkloadRuns:
                 timed={e: [RunResult.from_dict(r) for r in runs] for e, runs in c["timed"].items()},
                 counted=RunResult.from_dict(c["counted"]) if c["counted"] is not None else None,
                 memory_isolated=c["memory_isolated"],
+                fresh=FreshMemory.from_dict(c["fresh"]) if c.get("fresh") is not None else None,
             )
             for c in raw["contenders"]
         ],
@@ -322,11 +422,15 @@ class RunInfo:
     load_after: list[float] | None
     probe: dict[str, float]
     """``ServerProbe`` as a dict: what one request costs on the timing server."""
-    latencies_ms: list[int]
+    link: dict[str, float] | None
+    """The link's settings (``delay_ms``, ``mbps``), None when the run timed on loopback only."""
+    link_probe: dict[str, Any]
+    """``LinkProbe`` as a dict: the proxy's own cost, and the link as measured."""
     isolated: bool
     warmup: int
     repeats: int
     sizes: dict[str, Any]
+    quick: bool = False
 
 
 def describe_sizes(sizes: dict[str, Any]) -> str:
@@ -334,9 +438,11 @@ def describe_sizes(sizes: dict[str, Any]) -> str:
         f"a checkpoint of {sizes['dcp_layers']} x `nn.Linear({sizes['dcp_width']}, {sizes['dcp_width']})` and their "
         f"Adam state after one step, saved with `S3StorageWriter(thread_count=4)`; a parquet file of "
         f"{sizes['parquet_rows']:,} rows x {sizes['parquet_columns']} random float64 columns in "
-        f"{sizes['parquet_row_groups']} row groups; one {sizes['object_bytes'] / MIB:.0f} MiB object of random bytes "
-        f"({sizes['random_reads']} reads of {sizes['random_read_bytes'] // 1024} KiB at random offsets, and a full "
-        f"read); {sizes['small_objects']} objects of {sizes['small_object_bytes'] // 1024} KiB"
+        f"{sizes['parquet_row_groups']} row groups, and the same rows as {sizes['dataset_files']} files of one row "
+        f"group each; one {sizes['object_bytes'] / MIB:.0f} MiB object of random bytes "
+        f"({sizes['random_reads']} reads of {sizes['random_read_bytes'] // 1024} KiB at random offsets, the first "
+        f"{sizes['random_reads_link']} of them through the link, and a full read); {sizes['small_objects']} objects "
+        f"of {sizes['small_object_bytes'] // 1024} KiB ({sizes['small_objects_link']} of them read through the link)"
     )
 
 
@@ -348,18 +454,41 @@ def _runs(count: int) -> str:
     return f"{count} run" if count == 1 else f"{count} runs"
 
 
+def _path(costs: dict[str, float]) -> str:
+    return (
+        f"4 KiB GET {costs['small_get_ms']:.1f} ms, one connection {costs['one_connection_mbs']:.0f} MB/s, "
+        f"8 connections {costs['parallel_mbs']:.0f} MB/s"
+    )
+
+
+def _link_lines(info: RunInfo) -> list[str]:
+    probe = info.link_probe
+    size = f"{probe['object_bytes'] / MIB:.0f} MiB"
+    overhead = (
+        f"- The proxy's own cost, measured before the workloads with boto3 (4 KiB GETs one at a time; one {size} GET "
+        f"on one connection; the same {size} as 8 ranges on 8 connections), with the proxy only forwarding (no "
+        f"delay, no cap) against s3rver direct: through it {_path(probe['passthrough'])}; direct "
+        f"{_path(probe['direct'])}."
+    )
+    if info.link is None:
+        return ["- Link: none in this run (`--no-link`); everything was timed on loopback.", overhead]
+    measured = probe["link"]
+    return [
+        f"- Link: every workload is timed on loopback (s3rver direct, the *@loopback* columns) and through "
+        f"`benchmarks/link.py` (*@link*), a user-space TCP proxy in a process of its own that models what S3 "
+        f"charges: it holds back each response's first byte until {info.link['delay_ms']:g} ms after the last byte "
+        f"of its request (S3 answers after 10-50 ms), and paces each connection, each direction, to "
+        f"{info.link['mbps']:g} MB/s with a token bucket of its own (S3 serves one connection at about 85-90 MB/s), "
+        "so eight connections get eight times the bandwidth of one, up to what s3rver itself serves. Loopback has "
+        "neither: there a client that keeps one connection busy looks as good as one that keeps eight busy.",
+        f"- The link as measured with boto3: {_path(measured)}. Where eight connections fall short of eight times "
+        "one, this machine is the limit: the link and s3rver share its cores with the client.",
+        overhead,
+    ]
+
+
 def _servers_lines(info: RunInfo) -> list[str]:
     probe = info.probe
-    latencies = [ms for ms in info.latencies_ms if ms > 0]
-    proxy = (
-        f"- Latency: the workloads whose request pattern decides their time on S3 (DCP and parquet) are also timed "
-        f"through `benchmarks/latency_proxy.py`, a TCP proxy that holds back the first byte of each response until "
-        f"{' / '.join(map(str, latencies))} ms after the first byte of its request (S3's time to first byte is "
-        "tens of ms; loopback's is none). It models first-byte latency only: no bandwidth limit, no per-packet "
-        "delay. Columns marked @0 ms are s3rver direct."
-        if latencies
-        else "- Latency: none added (`--latency-ms 0`); loopback answers at once, S3 after tens of ms."
-    )
     return [
         "- Timing server: [s3rver](https://www.npmjs.com/package/s3rver) 3.7.1 (Node.js) on 127.0.0.1, installed "
         "by the suite with npm into a cache folder. It serves a ranged GET in time proportional to the range "
@@ -367,13 +496,14 @@ def _servers_lines(info: RunInfo) -> list[str]:
         f" ms each with many in flight; a HEAD {probe['head_ms']:.1f} ms), and several connections deliver more "
         "than one, as on S3. All seconds come from s3rver.",
         "- Counting server: moto on 127.0.0.1 in a process of its own, wrapped (`benchmarks/moto_patch/"
-        "sitecustomize.py`) so that the server counts the GET and HEAD requests on objects it answers and the body "
-        "bytes of its successful object GETs (their `Content-Length`: what it set out to send, also to a client that "
-        "hung up halfway). Every contender, whatever its HTTP stack (s3torchconnector's native client and boto3 "
-        "included), is counted the same way, in one run on moto after its timed runs; moto reads an object whole "
-        "for every GET, so its seconds are not used. *counts agree* says whether the client-side count "
-        "(botocore event hooks on the session of s3fs and ours) and our `fs.stats` told the same as the server.",
-        proxy,
+        "sitecustomize.py`) so that the server counts the GET and HEAD requests on objects it answers, every other "
+        "request (listings, uploads), and the body bytes of its successful object GETs (their `Content-Length`: what "
+        "it set out to send, also to a client that hung up halfway). Every contender, whatever its HTTP stack (the "
+        "native clients of s3torchconnector, pyarrow and obstore, and boto3 included), is counted the same way, in "
+        "one run on moto after its timed runs; moto reads an object whole for every GET, so its seconds are not "
+        "used. *counts agree* says whether the client-side count (botocore event hooks on the session of s3fs and "
+        "ours) and our `fs.stats` told the same as the server.",
+        *_link_lines(info),
     ]
 
 
@@ -384,20 +514,34 @@ def _method_lines(info: RunInfo) -> list[str]:
         else "All contenders run in the driver's process (`--in-process`; peak RSS is not reported)"
     )
     return [
-        f"- {isolation}: warmed up with {_runs(info.warmup)} not measured, then measured for {_runs(info.repeats)} on "
-        "each timing endpoint, the contenders of a workload taking turns run by run in a rotating order. "
-        "*s (median)* is the median of the timed call (opening the file or building the storage reader included, "
-        "checking the result not). *vs fastest peer*: over the fastest contender that is not ours and not the "
-        "ceiling (below 1.00x we are faster). *vs ceiling*: over boto3 fetching exactly the needed ranges on 8 "
-        "connections, the best a hand-written loader can do; the ceiling is not a peer.",
-        "- *fetched / needed*: bytes the server sent over the least the workload needs. *peak RSS Δ MiB*: how much "
-        "the worker's resident memory grew at its peak during a timed run (Linux `VmHWM` after `clear_refs`), "
-        "including what the run returns. *client CPU s*: user + system CPU of the worker during a timed run.",
+        f"- {isolation}: warmed up with {_runs(info.warmup)} not measured on loopback, then measured for "
+        f"{_runs(info.repeats)} on each timing endpoint (fewer where a row says so: readers that would take minutes "
+        "through the link get one run there, or none), the contenders of a workload taking turns run by run in a "
+        "rotating order. *s (median)* is the median of the timed call (opening the file or building the storage "
+        "reader included, checking the result not). *vs fastest peer*: over the fastest contender that is not ours "
+        "and not a floor (below 1.00x we are faster).",
+        "- Floors, what no client should beat on this machine, each its own row: the *memory floor* does the same "
+        "work with every byte already in memory (torch's `FileSystemReader` on a tmpfs copy of the checkpoint; "
+        "pyarrow reading the parquet file from a buffer, or the dataset from a tmpfs copy); the *network floor* "
+        "fetches every needed byte, ranges known in advance, with boto3 on 8 threads in ranges of at most 16 MiB, "
+        "and parses nothing. *vs floor*: over the higher of a workload's floors on the same endpoint. The network "
+        "floor is Python: where a request's client CPU is most of its cost (many small requests on loopback), a "
+        "native client can beat it, and a single run (`--quick`) can land anywhere.",
+        "- *fetched / needed*: bytes the server sent over the least the workload needs. *other*: requests that are "
+        "neither GET nor HEAD on an object (listings; for the save, the uploads). *CPU ms / request*: the worker's "
+        "user + system CPU during a loopback run, over the requests the server counted for the same work (the "
+        "servers run in processes of their own, so this is the client's alone). *peak RSS Δ MiB*: how much the "
+        "worker's resident memory grew at its peak during a timed run (Linux `VmHWM` after `clear_refs`), including "
+        "what the run returns; a worker that ran before reuses memory it freed, so this understates a first run. "
+        "*beyond state dict MiB (fresh)*, for the DCP loads: one load in a new process that ran nothing else, its "
+        "peak resident memory minus its memory before the load's target existed, minus the state dict's bytes: "
+        "what the reader needs on top of the tensors it fills. A negative number there is a measuring error, and "
+        "is shown as one. *client CPU s*: user + system CPU of the worker during a timed run.",
         "- Every run's result, timed or counted, is compared bit for bit with the stored data (regenerated from the "
         "same seed in each worker); a mismatch stops the benchmark before anything is written.",
         f"- Data: {describe_sizes(info.sizes)}.",
-        "- Caveat: client and servers share this machine's cores; the seconds compare contenders within one table, "
-        "on this machine, and nothing more. Requests and bytes do not depend on the machine.",
+        "- Caveat: client, servers and the link share this machine's cores; the seconds compare contenders within "
+        "one table, on this machine, and nothing more. Requests and bytes do not depend on the machine.",
     ]
 
 
@@ -411,9 +555,9 @@ def _setup_section(info: RunInfo) -> str:
         f"{machine['platform']}, Python {machine['python']}, Node.js {machine.get('node', 'unknown')}.",
         f"- Code measured: `fsspec_s3reader` at commit {machine.get('commit', 'unknown')}. "
         f"Versions: {_versions(machine)}.",
-        f"- Load average (1, 5, 15 min) at start {info.load_before}, at end {info.load_after}. Client and servers "
-        f"together account for up to about 2; more means something else competed for the {cores} cores, and the "
-        "seconds are noisier for it.",
+        f"- Load average (1, 5, 15 min) at start {info.load_before}, at end {info.load_after}. Client, servers and "
+        f"link together account for up to about 2; more means something else competed for the {cores} cores, and "
+        "the seconds are noisier for it.",
         *_servers_lines(info),
         *_method_lines(info),
         "",
@@ -421,16 +565,18 @@ def _setup_section(info: RunInfo) -> str:
     return "\n".join(lines)
 
 
-def _as_shipped_sentence(result: WorkloadRuns, verdict: Verdict) -> str:
+def _as_shipped_sentence(summaries: list[Summary], verdict: Verdict) -> str:
     """How ours does untuned, when our fastest had options changed: the number a user sees first."""
-    shipped = [c.key for c in result.workload.contenders if c.as_shipped]
-    summaries = {s.key: s for s in summarize_workload(result)}
-    timings = [(summaries[key], summaries[key].timings.get(verdict.endpoint)) for key in shipped if key in summaries]
-    untuned = [(summary, timing) for summary, timing in timings if timing is not None and timing.vs_peer is not None]
+    untuned = [
+        (s, s.timings[verdict.endpoint])
+        for s in summaries
+        if s.as_shipped and verdict.endpoint in s.timings and s.timings[verdict.endpoint].vs_peer is not None
+    ]
     if not untuned or any(summary.key == verdict.ours.key for summary, _ in untuned):
         return ""
     summary, timing = min(untuned, key=lambda pair: pair[1].seconds)
-    return f" Untuned, {summary.label}: {timing.vs_peer:.2f}x."
+    floor = f", {timing.vs_floor:.2f}x the higher floor" if timing.vs_floor is not None else ""
+    return f" Untuned, {summary.label}: {timing.vs_peer:.2f}x{floor}."
 
 
 def _glance_section(results: list[WorkloadRuns]) -> str:
@@ -438,18 +584,22 @@ def _glance_section(results: list[WorkloadRuns]) -> str:
     losses: list[str] = []
     ties: list[str] = []
     for result in results:
-        for verdict in verdicts(summarize_workload(result), result.timing_endpoints):
+        summaries = summarize_workload(result)
+        for verdict in verdicts(summaries, result.timing_endpoints):
+            floor = f"; {verdict.vs_floor:.2f}x the higher floor" if verdict.vs_floor is not None else ""
             line = (
-                f"- **{result.workload.title}** @{latency_label(verdict.endpoint)}: our fastest, {verdict.ours.label}, "
-                f"takes {verdict.ratio:.2f}x the time of the fastest peer, {verdict.peer.label}."
-                + _as_shipped_sentence(result, verdict)
+                f"- **{result.workload.title}** @{endpoint_label(verdict.endpoint)}: our fastest, {verdict.ours.label},"
+                f" takes {verdict.ratio:.2f}x the time of the fastest peer, {verdict.peer.label}{floor}."
+                + _as_shipped_sentence(summaries, verdict)
             )
             {"wins": wins, "loses": losses, "ties": ties}[verdict.word].append(line)
     lines = ["## At a glance", ""]
     lines += [
-        "Our fastest reader against the fastest peer (s3fs, torch's `FsspecReader`, s3torchconnector), per workload "
-        f"and latency; within {TIE:.0%} is a tie. Where our fastest has options changed, *untuned* gives ours with "
-        "the library's defaults. Details, bytes and the ceiling in the tables further down.",
+        "Our fastest reader against the fastest peer (s3fs, torch's `FsspecReader`/`FsspecWriter`, "
+        "s3torchconnector, pyarrow's native `S3FileSystem`, `fsspec.parquet`, obstore), per workload, on loopback "
+        f"and through the link; within {TIE:.0%} is a tie. Each line also gives our fastest over the higher of the "
+        "workload's floors (1.00x would be as fast as any client can be here). Where our fastest has options changed,"
+        " *untuned* gives ours with the library's defaults. Details, bytes and the floors in the tables further down.",
         "",
     ]
     for title, group in (("Where ours loses", losses), ("Where ours ties", ties), ("Where ours wins", wins)):
@@ -463,14 +613,15 @@ def _running_section() -> str:
         "",
         "Needs the `dcp`, `demo` and `bench` extras and Node.js (18 or newer); the suite installs s3rver "
         "3.7.1 with npm into `~/.cache/fsspec_s3reader-bench/` (or `$XDG_CACHE_HOME`) on first use, starts both "
-        "servers and the latency proxy on 127.0.0.1, and stops them when it ends.",
+        "servers and the link on 127.0.0.1, and stops them when it ends.",
         "",
         "```bash",
         'pip install torch==2.13.0 && pip install -e ".[dcp,demo,bench]"',
-        "python -m benchmarks.run --quick  # a smoke run: small data, 1 run each, all in one process",
-        "python -m benchmarks.run  # this page, docs/benchmarks.png and a JSON file in benchmarks/results/",
-        "python -m benchmarks.run --workloads parquet --latency-ms 0 50  # one workload, other latencies",
+        "python -m benchmarks.run --quick  # a smoke run: small data, 1 run each, all in one process (~2 minutes)",
+        "python -m benchmarks.run  # this page, its plot and a JSON in benchmarks/results/ (20-25 min on 2 cores)",
+        "python -m benchmarks.run --workloads parquet --link-ms 50 --link-mbps 60  # one workload, another link",
         "python -m benchmarks.run --render-only benchmarks/results/RUN.json  # the page again from saved numbers",
+        "python -m benchmarks.link --upstream-port PORT --delay-ms 20 --mbps 90  # the link alone, before any server",
         "```",
         "",
         "A contender is one line in its workload's table (`benchmarks/workloads/`); an option the installed "
@@ -484,9 +635,11 @@ def render_page(info: RunInfo, results: list[WorkloadRuns], plot_name: str | Non
     header = [
         "# Benchmarks",
         "",
-        "Our reader strategies side by side with s3fs, torch's `FsspecReader` and s3torchconnector (s3tc), and a "
-        "boto3 ceiling, in one run, on local S3 servers. This page is written by `benchmarks/run.py`; rerun it "
-        "rather than editing by hand. The raw numbers of every run are in `benchmarks/results/` (not committed).",
+        "Our reader strategies side by side with s3fs, torch's `FsspecReader`, s3torchconnector (s3tc), pyarrow's "
+        "native `S3FileSystem`, `fsspec.parquet` and obstore, and with two floors per workload (the same work from "
+        "memory, and every needed byte fetched by a plain parallel client), in one run, on local S3 servers, on "
+        "loopback and through a link shaped like S3's. This page is written by `benchmarks/run.py`; rerun it rather "
+        "than editing by hand. The raw numbers of every run are in `benchmarks/results/` (not committed).",
         "",
         "Produced by:",
         "",
@@ -497,11 +650,17 @@ def render_page(info: RunInfo, results: list[WorkloadRuns], plot_name: str | Non
         f"on {info.date}, in {info.wall_seconds / 60:.1f} minutes including setup.",
         "",
     ]
+    if info.quick:
+        header += [
+            "**A quick run** (`--quick`: small data, one run each, all in one process): a smoke test of the suite, "
+            "not numbers to quote.",
+            "",
+        ]
     if plot_name:
         header += [f"![median seconds per workload and reader]({plot_name})", ""]
     from .targets import targets_section  # it builds on this module's summaries
 
     sections = ["\n".join(header), _glance_section(results), targets_section(results, info.sizes)]
     sections += [_setup_section(info), _running_section()]
-    sections += [workload_section(r) for r in results]
+    sections += [workload_section(r, info.sizes) for r in results]
     return "\n".join(sections).rstrip() + "\n"

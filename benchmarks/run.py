@@ -1,10 +1,12 @@
 """Run every workload against every contender on local S3 servers, and write the results page and plot.
 
-    python -m benchmarks.run            # the published page: docs/benchmarks.md and .png (about 15 minutes)
-    python -m benchmarks.run --quick    # a smoke run in under 2 minutes
+    python -m benchmarks.run            # the published page: docs/benchmarks.md and .png (20-25 min on 2 cores)
+    python -m benchmarks.run --quick    # a smoke run in about 2 minutes
 
-Timed runs go to s3rver (direct, and through the latency proxy for the DCP and
-parquet workloads), one counted run per contender to moto. Raw results go to
+Timed runs go to s3rver, on loopback and through the S3-shaped link
+(``link.py``: first-byte delay and a paced bandwidth per connection); one
+counted run per contender goes to moto; the DCP loads also get one fresh
+process per contender for their memory. Raw results go to
 ``benchmarks/results/`` as JSON.
 """
 
@@ -16,7 +18,9 @@ import dataclasses
 import datetime
 import json
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,16 +35,17 @@ import s3fs
 from benchmarks.clients import UPLOAD_OPTIONS
 from benchmarks.config import MIB, Context, Endpoint, Sizes
 from benchmarks.environment import describe_machine, load_average
-from benchmarks.latency_proxy import LatencyProxy
-from benchmarks.measure import RunResult
+from benchmarks.link import LinkProxy
+from benchmarks.measure import FreshMemory, RunResult
+from benchmarks.probe import LinkProbe, probe_link
 from benchmarks.report import ContenderRuns, RunInfo, WorkloadRuns, render_page, runs_from_json, runs_to_json
-from benchmarks.runners import REPO_ROOT, BenchmarkFailed, Runner, start_runner
+from benchmarks.runners import REPO_ROOT, BenchmarkFailed, Runner, WorkerProcessRunner, start_runner
 from benchmarks.servers import (
     S3rver,
     ServerProbe,
+    link_endpoint,
     moto_endpoint,
     probe_server,
-    read_counts,
     s3rver_endpoint,
     start_moto,
 )
@@ -49,32 +54,36 @@ from benchmarks.workloads import WORKLOAD_KEYS, get_workload
 
 BUCKET = "fsspec-s3reader-bench"
 RESULTS_DIRECTORY = REPO_ROOT / "benchmarks" / "results"
-PROBE_OBJECT_BYTES = 16 * MIB
-"""What the probe's small GETs read from; on s3rver their cost does not depend on the object's size."""
+PROBE_OBJECT_BYTES = 64 * MIB
+"""What the probes read: small GETs (whose cost on s3rver does not depend on the object's size) and whole-object
+and parallel reads, long enough through the link (0.7 s at 90 MB/s) for the pace to show."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description="Compare our reader strategies with s3fs, torch's FsspecReader, s3torchconnector and a boto3 "
-        "ceiling on local S3 servers (s3rver timed, moto counted).",
+        description="Compare our reader strategies with s3fs, torch's FsspecReader, s3torchconnector, pyarrow, "
+        "obstore and two floors on local S3 servers (s3rver timed on loopback and through an S3-shaped link, "
+        "moto counted).",
     )
     parser.add_argument("--quick", action="store_true", help="small data, 1 repeat, in-process: a smoke run")
-    parser.add_argument("--repeats", type=int, help="measured runs per contender (default 3; quick 1)")
+    parser.add_argument("--repeats", type=int, help="measured runs per contender and endpoint (default 3; quick 1)")
     parser.add_argument(
-        "--latency-ms",
-        type=int,
-        nargs="+",
-        metavar="N",
-        help="first-byte latencies the DCP and parquet workloads are timed at (default 0 20; quick 0)",
+        "--link-ms", type=float, default=20.0, help="the link's delay to each response's first byte (default 20)"
     )
+    parser.add_argument(
+        "--link-mbps", type=float, default=90.0, help="the link's bandwidth per connection, MB/s; 0: none (default 90)"
+    )
+    parser.add_argument("--no-link", action="store_true", help="time on loopback only")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs per contender first (default 1)")
     parser.add_argument("--object-mib", type=int, help="size of the object of workloads 1 and 2 (default 256)")
-    parser.add_argument("--random-reads", type=int, help="number of small reads at random offsets (default 200)")
+    parser.add_argument("--random-reads", type=int, help="small reads at random offsets on loopback (default 200)")
+    parser.add_argument("--random-reads-link", type=int, help="... of them through the link (default 50)")
     parser.add_argument("--random-read-kib", type=int, help="size of each small read (default 4)")
     parser.add_argument("--parquet-rows", type=int, help="rows of the 20-column float table (default 1415000)")
     parser.add_argument("--dcp-layers", type=int, help="Linear layers in the checkpointed model (default 8)")
-    parser.add_argument("--small-objects", type=int, help="number of small objects (default 500)")
+    parser.add_argument("--small-objects", type=int, help="number of small objects read on loopback (default 300)")
+    parser.add_argument("--small-objects-link", type=int, help="... read through the link (default 100)")
     parser.add_argument("--dcp-width", type=int, help="width of each Linear layer (default 2048)")
     parser.add_argument("--workloads", nargs="+", choices=WORKLOAD_KEYS, default=list(WORKLOAD_KEYS))
     parser.add_argument(
@@ -106,9 +115,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.isolate is None:
         # Quick: one interpreter imports torch once, instead of one per contender (peak RSS is then not reported).
         args.isolate = not args.quick
-    if args.latency_ms is None:
-        args.latency_ms = [0] if args.quick else [0, 20]
-    args.latency_ms = sorted(set(args.latency_ms) | {0})
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     if args.markdown is None:
@@ -117,8 +123,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         )
     if args.plot is None:
         args.plot = args.markdown.with_suffix(".png")
-    if args.repeats < 1 or args.warmup < 0 or min(args.latency_ms) < 0:
-        parser.error("--repeats must be at least 1, --warmup and --latency-ms at least 0")
+    if args.repeats < 1 or args.warmup < 0 or args.link_ms < 0 or args.link_mbps < 0:
+        parser.error("--repeats must be at least 1, --warmup, --link-ms and --link-mbps at least 0")
     known = {c.key for key in args.workloads for c in get_workload(key).contenders}
     unknown = sorted(set(args.contenders or ()) - known)
     if unknown:
@@ -131,13 +137,20 @@ def sizes_from_args(args: argparse.Namespace) -> Sizes:
     overrides = {
         "object_bytes": args.object_mib * MIB if args.object_mib else None,
         "random_reads": args.random_reads,
+        "random_reads_link": args.random_reads_link,
         "random_read_bytes": args.random_read_kib * 1024 if args.random_read_kib else None,
         "parquet_rows": args.parquet_rows,
         "dcp_layers": args.dcp_layers,
         "small_objects": args.small_objects,
+        "small_objects_link": args.small_objects_link,
         "dcp_width": args.dcp_width,
     }
-    return dataclasses.replace(sizes, **{name: value for name, value in overrides.items() if value is not None})
+    sizes = dataclasses.replace(sizes, **{name: value for name, value in overrides.items() if value is not None})
+    return dataclasses.replace(
+        sizes,
+        small_objects_link=min(sizes.small_objects_link, sizes.small_objects),
+        random_reads_link=min(sizes.random_reads_link, sizes.random_reads),
+    )
 
 
 def selected_contenders(workload: Workload, wanted: Sequence[str] | None) -> list[Contender]:
@@ -152,53 +165,85 @@ Runners = list[tuple[Contender, Runner]]
 def _print_run(contender: Contender, endpoint: str, result: RunResult, note: str = "") -> None:
     counts = result.server_counts
     counted = (
-        f"  GET {counts['get_requests']:<5} HEAD {counts['head_requests']:<3} {counts['get_bytes'] / MIB:9.1f} MiB"
+        f"  GET {counts['get_requests']:<5} HEAD {counts['head_requests']:<3} other {counts['other_requests']:<4}"
+        f" {counts['get_bytes'] / MIB:9.1f} MiB"
         if counts is not None
         else note
     )
-    print(f"    {contender.key:<24} {endpoint:<12} {result.seconds:8.3f} s{counted}", flush=True)
+    print(
+        f"    {contender.key:<24} {endpoint:<8} {result.seconds:8.3f} s  cpu {result.cpu_seconds:6.2f}{counted}",
+        flush=True,
+    )
 
 
-def _take_turns(runners: Runners, endpoint: str, repeats: int) -> dict[str, list[RunResult]]:
+def _run_cap(contender: Contender, endpoint: Endpoint) -> int | None:
+    """At most this many measured runs of ``contender`` on ``endpoint`` (None: as many as asked)."""
+    return contender.link_runs if endpoint.link else contender.measured_runs
+
+
+def _build(runners: Runners, endpoint: Endpoint) -> None:
+    """Every trial that runs on ``endpoint`` built before the first run there: outside the clock and the count."""
+    for contender, runner in runners:
+        if _run_cap(contender, endpoint) != 0:
+            runner.build(endpoint.name)
+
+
+def _take_turns(runners: Runners, endpoint: Endpoint, repeats: int) -> dict[str, list[RunResult]]:
     """Measured runs, one per contender per round, each round starting one contender later."""
     runs: dict[str, list[RunResult]] = {contender.key: [] for contender, _ in runners}
     for round_number in range(repeats):
         shift = round_number % len(runners)
         for contender, runner in runners[shift:] + runners[:shift]:
-            cap = contender.measured_runs
+            cap = _run_cap(contender, endpoint)
             if cap is not None and len(runs[contender.key]) >= cap:
                 continue
-            result = runner.run(endpoint)
+            result = runner.run(endpoint.name)
             runs[contender.key].append(result)
-            _print_run(contender, endpoint, result)
+            _print_run(contender, endpoint.name, result)
     return runs
 
 
-def _warm_up(runners: Runners, endpoint: str, count: int) -> dict[str, list[RunResult]]:
+def _warm_up(runners: Runners, endpoint: Endpoint, count: int) -> dict[str, list[RunResult]]:
     """Unmeasured runs: connections opened, lazy imports done, caches of the libraries filled."""
     warmups: dict[str, list[RunResult]] = {}
     for contender, runner in runners:
         warmups[contender.key] = []
-        for _ in range(0 if contender.measured_runs is not None else count):
-            warmups[contender.key].append(runner.run(endpoint))
-            _print_run(contender, endpoint, warmups[contender.key][-1], "  (warm-up)")
+        for _ in range(0 if _run_cap(contender, endpoint) is not None else count):
+            warmups[contender.key].append(runner.run(endpoint.name))
+            _print_run(contender, endpoint.name, warmups[contender.key][-1], "  (warm-up)")
     return warmups
 
 
 def _count(runners: Runners, counting: Endpoint) -> dict[str, RunResult]:
-    """One run per contender on the counting server, with what the server counted during it."""
+    """One run per contender on the counting server, with what the server counted during its timed call."""
+    _build(runners, counting)
     counted = {}
     for contender, runner in runners:
-        before = read_counts(counting.url)
-        result = runner.run(counting.name)
-        server = read_counts(counting.url) - before
-        counted[contender.key] = dataclasses.replace(result, server_counts=dataclasses.asdict(server))
+        counted[contender.key] = runner.run(counting.name)
         _print_run(contender, counting.name, counted[contender.key])
     return counted
 
 
-def timing_endpoints(workload: Workload, ctx: Context) -> list[str]:
-    return [e.name for e in ctx.endpoints if not e.counted and (e.latency_ms == 0 or workload.latency_sensitive)]
+def _fresh_memory(workload: Workload, contenders: list[Contender], ctx: Context) -> dict[str, FreshMemory]:
+    """One load per contender, each in a new worker that has run nothing else: memory no earlier run left behind."""
+    found = {}
+    for contender in contenders:
+        if contender.kind == "network-floor":
+            continue  # it loads nothing: there is no state dict to compare its memory with
+        runner = WorkerProcessRunner(workload.key, contender.key, ctx)
+        try:
+            runner.wait_ready()
+            found[contender.key] = runner.fresh("s3rver")
+        finally:
+            runner.close()
+        fresh = found[contender.key]
+        beyond = fresh.beyond_kept / MIB
+        print(f"    {contender.key:<24} fresh    {fresh.seconds:8.3f} s  peak beyond the state dict {beyond:7.0f} MiB")
+    return found
+
+
+def timing_endpoints(ctx: Context) -> list[Endpoint]:
+    return [e for e in ctx.endpoints if not e.counted]
 
 
 def run_workload(workload: Workload, ctx: Context, args: argparse.Namespace, needed_bytes: int) -> WorkloadRuns:
@@ -206,7 +251,7 @@ def run_workload(workload: Workload, ctx: Context, args: argparse.Namespace, nee
     started = time.perf_counter()
     print(f"== {workload.key}: {len(contenders)} contenders", flush=True)
     runners: Runners = []
-    endpoints = timing_endpoints(workload, ctx)
+    endpoints = timing_endpoints(ctx)
     try:
         for contender in contenders:  # workers start side by side and set up while the others do
             runners.append((contender, start_runner(workload.key, contender.key, ctx, isolate=args.isolate)))
@@ -214,28 +259,31 @@ def run_workload(workload: Workload, ctx: Context, args: argparse.Namespace, nee
             runner.wait_ready()
         warmups, timed = {}, {}
         for endpoint in endpoints:
-            # Imports, caches and the trials' data are warm after the first endpoint; a connection
-            # through the latency proxy costs nothing extra to open (only responses are held back).
-            warmups[endpoint] = _warm_up(runners, endpoint, args.warmup if endpoint == endpoints[0] else 0)
-            timed[endpoint] = _take_turns(runners, endpoint, args.repeats)
+            _build(runners, endpoint)
+            # Imports, caches and the trials' data are warm after the first endpoint.
+            warmups[endpoint.name] = _warm_up(runners, endpoint, args.warmup if endpoint == endpoints[0] else 0)
+            timed[endpoint.name] = _take_turns(runners, endpoint, args.repeats)
         counted = _count(runners, next(e for e in ctx.endpoints if e.counted))
     finally:
         for _, runner in runners:
             runner.close()
+    fresh = _fresh_memory(workload, contenders, ctx) if workload.fresh_memory and args.isolate else {}
     print(f"   {workload.key} took {time.perf_counter() - started:.1f} s", flush=True)
+    names = [e.name for e in endpoints]
     return WorkloadRuns(
         workload=workload,
         needed_bytes=needed_bytes,
-        timing_endpoints=endpoints,
+        timing_endpoints=names,
         contenders=[
             ContenderRuns(
                 key=c.key,
                 kind=c.kind,
                 label=c.label,
-                warmup={e: warmups[e][c.key] for e in endpoints},
-                timed={e: timed[e][c.key] for e in endpoints},
+                warmup={e: warmups[e][c.key] for e in names},
+                timed={e: timed[e][c.key] for e in names},
                 counted=counted[c.key],
                 memory_isolated=args.isolate,
+                fresh=fresh.get(c.key),
             )
             for c in contenders
         ],
@@ -250,7 +298,7 @@ def prepare_data(ctx: Context, workloads: list[Workload]) -> dict[str, int]:
     """Store every workload's data on each server, and learn how many bytes each needs at the least."""
     needed: dict[str, int] = {}
     for endpoint in ctx.endpoints:
-        if endpoint.latency_ms:
+        if endpoint.link:
             continue  # the same server as the direct endpoint
         fs = upload_filesystem(endpoint)
         if not fs.exists(ctx.bucket):
@@ -263,8 +311,8 @@ def prepare_data(ctx: Context, workloads: list[Workload]) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def servers(latencies_ms: list[int]) -> Iterator[tuple[Endpoint, ...]]:
-    """moto (counted), s3rver (timed) and a latency proxy before s3rver per latency above 0; all stopped after."""
+def servers(args: argparse.Namespace) -> Iterator[tuple[tuple[Endpoint, ...], int]]:
+    """moto (counted), s3rver (timed) and the link before s3rver; all stopped after. Also s3rver's port."""
     with contextlib.ExitStack() as stack:
         moto = start_moto()
         stack.callback(moto.stop)
@@ -272,12 +320,22 @@ def servers(latencies_ms: list[int]) -> Iterator[tuple[Endpoint, ...]]:
         s3rver.start()
         stack.callback(s3rver.stop)
         endpoints = [moto_endpoint(moto.endpoint_url), s3rver_endpoint(s3rver.endpoint_url)]
-        for latency in latencies_ms:
-            if latency > 0:
-                proxy = LatencyProxy(s3rver.port, latency)
-                stack.callback(proxy.stop)
-                endpoints.append(s3rver_endpoint(proxy.endpoint_url, latency))
-        yield tuple(endpoints)
+        if not args.no_link:
+            link = LinkProxy(s3rver.port, args.link_ms, args.link_mbps)
+            stack.callback(link.stop)
+            endpoints.append(link_endpoint(link.endpoint_url))
+        yield tuple(endpoints), s3rver.port
+
+
+@contextlib.contextmanager
+def memory_folder() -> Iterator[str]:
+    """A folder in tmpfs (``/dev/shm`` where there is one) for the memory floors' copies; removed after."""
+    shm = Path("/dev/shm")
+    folder = tempfile.mkdtemp(prefix="fsspec_s3reader-bench-", dir=shm if shm.is_dir() else None)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_outputs(args: argparse.Namespace, info: RunInfo, results: list[WorkloadRuns]) -> Path:
@@ -318,14 +376,13 @@ def main(argv: Sequence[str] | None = None, invoked_as: str = "python -m benchma
     machine = describe_machine()  # before the run: the code measured is the code at its start
     sizes = sizes_from_args(args)
     workloads = [get_workload(key) for key in args.workloads]
-    latencies = args.latency_ms if any(w.latency_sensitive for w in workloads) else [0]
     try:
-        with servers(latencies) as endpoints:
-            ctx = Context(endpoints=endpoints, bucket=BUCKET, sizes=sizes, seed=args.seed)
+        with servers(args) as (endpoints, s3rver_port), memory_folder() as local:
+            ctx = Context(endpoints=endpoints, bucket=BUCKET, sizes=sizes, seed=args.seed, local_directory=local)
             print(f"servers: {', '.join(f'{e.name} {e.url}' for e in endpoints)}; storing the data ...", flush=True)
             needed = prepare_data(ctx, workloads)
             print(f"stored in {time.perf_counter() - started:.1f} s", flush=True)
-            probe = _probe(ctx)
+            probe, link_probe = _probe(ctx, s3rver_port, PROBE_OBJECT_BYTES // (4 if args.quick else 1))
             results = [run_workload(w, ctx, args, needed[w.key]) for w in workloads]
     except BenchmarkFailed as failure:
         print(f"BENCHMARK FAILED, nothing written: {failure}", file=sys.stderr)
@@ -338,28 +395,40 @@ def main(argv: Sequence[str] | None = None, invoked_as: str = "python -m benchma
         load_before=load_before,
         load_after=load_average(),
         probe=dataclasses.asdict(probe),
-        latencies_ms=latencies,
+        link={"delay_ms": args.link_ms, "mbps": args.link_mbps} if not args.no_link else None,
+        link_probe=dataclasses.asdict(link_probe),
         isolated=args.isolate,
         warmup=args.warmup,
         repeats=args.repeats,
         sizes=dataclasses.asdict(sizes),
+        quick=args.quick,
     )
     json_path = write_outputs(args, info, results)
     print(f"wrote {args.markdown}, {args.plot} and {json_path} in {info.wall_seconds:.0f} s")
     return 0
 
 
-def _probe(ctx: Context) -> ServerProbe:
+def _probe(ctx: Context, s3rver_port: int, object_bytes: int) -> tuple[ServerProbe, LinkProbe]:
     fs = upload_filesystem(ctx.endpoint("s3rver"))
     path = f"{ctx.bucket}/probe.bin"
-    fs.pipe_file(path, bytes(PROBE_OBJECT_BYTES))
+    fs.pipe_file(path, bytes(object_bytes))
     probe = probe_server(fs, path)
     print(
         f"s3rver: ranged 4 KiB GET {probe.small_get_ms:.1f} ms ({probe.concurrent_small_get_ms:.1f} ms each when "
         f"concurrent), HEAD {probe.head_ms:.1f} ms",
         flush=True,
     )
-    return probe
+    link = next((e for e in ctx.endpoints if e.link), None)
+    bucket, _, key = path.partition("/")
+    costs = probe_link(ctx.endpoint("s3rver"), link, s3rver_port, bucket, key, object_bytes)
+    for name, path_costs in (("direct", costs.direct), ("passthrough", costs.passthrough), ("link", costs.link)):
+        if path_costs is not None:
+            print(
+                f"{name:>11}: 4 KiB GET {path_costs.small_get_ms:.1f} ms, one connection "
+                f"{path_costs.one_connection_mbs:.0f} MB/s, 8 connections {path_costs.parallel_mbs:.0f} MB/s",
+                flush=True,
+            )
+    return probe, costs
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .config import Context
-from .measure import RunResult
-from .servers import die_with_parent
+from .measure import FreshMemory, RunResult
+from .processes import die_with_parent
 from .worker import ContenderTrials
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,13 @@ class Runner(Protocol):
 
     def wait_ready(self) -> None: ...
 
+    def build(self, endpoint: str) -> None:
+        """Build the trial for ``endpoint`` (outside the clock and the count); a no-op once built."""
+
     def run(self, endpoint: str) -> RunResult: ...
+
+    def fresh(self, endpoint: str) -> FreshMemory:
+        """One run in a worker that has run nothing else, for its memory (worker processes only)."""
 
     def close(self) -> None: ...
 
@@ -44,11 +50,20 @@ class InProcessRunner:
     def wait_ready(self) -> None:
         """Nothing to wait for: each trial is built on its first run."""
 
+    def build(self, endpoint: str) -> None:
+        try:
+            self._trials.build(endpoint)
+        except Exception as exc:
+            raise BenchmarkFailed(f"{self._name} on {endpoint}: {type(exc).__name__}: {exc}") from exc
+
     def run(self, endpoint: str) -> RunResult:
         try:
             return self._trials.run(endpoint)
         except Exception as exc:
             raise BenchmarkFailed(f"{self._name} on {endpoint}: {type(exc).__name__}: {exc}") from exc
+
+    def fresh(self, endpoint: str) -> FreshMemory:
+        raise BenchmarkFailed(f"{self._name}: a fresh-process memory run needs a worker process (--isolate)")
 
     def close(self) -> None:
         del self._trials
@@ -78,9 +93,17 @@ class WorkerProcessRunner:
     def wait_ready(self) -> None:
         self._receive("ready")
 
+    def build(self, endpoint: str) -> None:
+        self._send(f"build {endpoint}")
+        self._receive("built")
+
     def run(self, endpoint: str) -> RunResult:
         self._send(f"run {endpoint}")
         return RunResult.from_dict(self._receive("result"))
+
+    def fresh(self, endpoint: str) -> FreshMemory:
+        self._send(f"fresh {endpoint}")
+        return FreshMemory.from_dict(self._receive("fresh"))
 
     def close(self) -> None:
         if self._process.poll() is None:

@@ -11,11 +11,9 @@ one, as S3 does: the timed runs go there.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -33,29 +31,12 @@ from fsspec_s3reader.local_server import LocalS3Server
 
 from .config import KIB, Endpoint
 from .counting import RequestCounts
+from .processes import LOOPBACK, die_with_parent, stop_process
 
 PATCH_DIRECTORY = Path(__file__).resolve().parent / "moto_patch"
-LOOPBACK = "127.0.0.1"
 S3RVER_VERSION = "3.7.1"
 S3RVER_CREDENTIALS = ("S3RVER", "S3RVER")
 """s3rver's fixed access key and secret; moto accepts any credentials, so workers use these for both."""
-
-
-def die_with_parent() -> None:
-    """In a server's process (Linux): be terminated when the benchmark dies, even by SIGKILL."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def stop_process(process: subprocess.Popen[Any]) -> None:
-    """Ask a server process to end, and make it if it will not within 10 s."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _free_port() -> int:
@@ -139,6 +120,14 @@ def s3rver_script(install: bool = True) -> Path:
     return script
 
 
+def _node_major() -> int:
+    try:
+        version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout
+        return int(version.strip().lstrip("v").split(".")[0])
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return 0
+
+
 class S3rver:
     """s3rver on 127.0.0.1 with one bucket, its data in a temporary folder removed by ``stop``."""
 
@@ -156,7 +145,11 @@ class S3rver:
         script = s3rver_script()
         self._data = tempfile.TemporaryDirectory(prefix="s3rver-")
         self.port = _free_port()
-        command = ["node", str(script), "-d", self._data.name, "-a", LOOPBACK, "-p", str(self.port)]
+        # OpenSSL 3 (Node.js 17 and newer) disables DES unless asked, and s3rver 3.7.1 makes ListObjectsV2's
+        # continuation tokens with DES: without the legacy provider a truncated listing (s3fs's info of a
+        # directory asks for one key) answers InternalError.
+        node = ["node", "--openssl-legacy-provider"] if _node_major() >= 17 else ["node"]
+        command = [*node, str(script), "-d", self._data.name, "-a", LOOPBACK, "-p", str(self.port)]
         self._process = subprocess.Popen(
             [*command, "-s", "--configure-bucket", self._bucket],
             stdout=subprocess.DEVNULL,
@@ -187,10 +180,15 @@ class S3rver:
             self._data = None
 
 
-def s3rver_endpoint(url: str, latency_ms: int = 0) -> Endpoint:
-    name = "s3rver" if latency_ms == 0 else f"s3rver+{latency_ms}ms"
+def s3rver_endpoint(url: str) -> Endpoint:
     key, secret = S3RVER_CREDENTIALS
-    return Endpoint(name=name, url=url, key=key, secret=secret, counted=False, latency_ms=latency_ms)
+    return Endpoint(name="s3rver", url=url, key=key, secret=secret, counted=False)
+
+
+def link_endpoint(url: str) -> Endpoint:
+    """s3rver reached through the link (``link.py``) listening at ``url``."""
+    key, secret = S3RVER_CREDENTIALS
+    return Endpoint(name="link", url=url, key=key, secret=secret, counted=False, link=True)
 
 
 def moto_endpoint(url: str) -> Endpoint:

@@ -1,9 +1,10 @@
 """What a workload is made of: contenders, each of which builds a trial that runs and verifies.
 
 A ``Trial`` lives in one worker process for a whole workload, one per endpoint
-it runs against: built once, run once to warm up, then run for every measured
-repeat (on the timing server) or once (on the counting server). ``run`` is
-the timed part; ``verify`` checks the result bit for bit outside the clock.
+it runs against: built once (outside the clock and the counts, so a build may
+send requests), run once to warm up, then run for every measured repeat (on
+the timing server) or once (on the counting server). ``run`` is the timed
+part; ``verify`` checks the result bit for bit outside the clock.
 """
 
 from __future__ import annotations
@@ -18,8 +19,16 @@ from fsspec_s3reader import TransferStats
 from .config import Context, Endpoint
 from .counting import RequestCounter
 
-Kind = Literal["ours", "peer", "ceiling"]
-"""Whose reader a contender is: ours, another library's (what ratios compare with), or the hand-written ceiling."""
+Kind = Literal["ours", "peer", "memory-floor", "network-floor"]
+"""Whose reader a contender is: ours, another library's (what ratios compare with), or a floor: the same work from
+local memory (``memory-floor``), or every needed byte fetched by a plain parallel client and nothing parsed
+(``network-floor``). No client can beat the higher of the two on this machine; floors are not peers."""
+
+FLOOR_KINDS: tuple[Kind, ...] = ("memory-floor", "network-floor")
+
+
+def is_floor(kind: str) -> bool:
+    return kind in FLOOR_KINDS
 
 
 class WrongDataError(AssertionError):
@@ -47,6 +56,10 @@ class Trial(ABC):
         """Our filesystems' own counters so far (cumulative), to cross-check the neutral count; None for others."""
         return None
 
+    def kept_bytes(self) -> int | None:
+        """Bytes of memory the result rightfully holds (a loaded state dict), for the fresh-process memory run."""
+        return None
+
 
 Build = Callable[[Context, Endpoint], Trial]
 
@@ -62,9 +75,11 @@ class Contender:
     """How the table names it."""
     build: Build
     measured_runs: int | None = None
-    """At most this many measured runs (and no warm-up) for a contender too slow to repeat."""
+    """At most this many measured runs on loopback (and no warm-up) for a contender too slow to repeat."""
     as_shipped: bool = False
     """Ours with no option changed from the library's defaults: what a user gets without tuning."""
+    link_runs: int | None = None
+    """At most this many measured runs through the link; 0: not timed through the link (it would take minutes)."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +94,12 @@ class Workload:
     prepare: Callable[[Context, Endpoint, Any], int]
     """Run by the driver before any contender, once per server: store the data if missing (given
     the endpoint and an s3fs filesystem on it) and return how many bytes the workload needs at the least."""
-    latency_sensitive: bool = False
-    """Also timed through the latency proxy (``--latency-ms``): workloads whose request pattern,
-    not only their bytes, decides how long they take on S3."""
+    per_request_cpu: bool = False
+    """Show the client's CPU per request: workloads of many small requests, where that CPU is the cost."""
+    fresh_memory: bool = False
+    """Also measure each contender's peak memory in a fresh process, one load per process (``measure_fresh``)."""
+    uploads: bool = False
+    """The workload writes: its table counts requests, not bytes fetched."""
 
     def contender(self, key: str) -> Contender:
         for contender in self.contenders:

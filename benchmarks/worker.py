@@ -6,13 +6,17 @@ another contender is in the way. The driver keeps all of a workload's workers
 alive and asks them for runs in turn, so slow drift on the machine is shared.
 
 Protocol, one JSON object per line: the driver writes the context, then
-``run ENDPOINT`` or ``quit`` lines; the worker answers ``{"ready": ...}`` once
-and one ``{"result": ...}`` or ``{"error": ...}`` per run. The trial for an
-endpoint is built on its first run there, outside the clock.
+``build ENDPOINT``, ``run ENDPOINT``, ``fresh ENDPOINT`` or ``quit`` lines; the
+worker answers ``{"ready": ...}`` once and one ``{"built": ...}``,
+``{"result": ...}``, ``{"fresh": ...}`` or ``{"error": ...}`` per command. The
+driver builds the trial for an endpoint before its first run there, outside
+the clock and outside the counting server's count. ``fresh`` is one run in a
+worker that has run nothing else (``measure_fresh``), for its memory.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -22,7 +26,8 @@ import traceback
 from typing import IO, Any
 
 from .config import Context
-from .measure import RunResult, measure
+from .measure import FreshMemory, RunResult, measure, measure_fresh
+from .servers import read_counts
 from .trial import Trial
 from .workloads import get_workload
 
@@ -48,7 +53,7 @@ class ContenderTrials:
         self._ctx = ctx
         self._trials: dict[str, Trial] = {}
 
-    def run(self, endpoint_name: str) -> RunResult:
+    def build(self, endpoint_name: str) -> Trial:
         trial = self._trials.get(endpoint_name)
         if trial is None:
             trial = self._contender.build(self._ctx, self._ctx.endpoint(endpoint_name))
@@ -56,7 +61,17 @@ class ContenderTrials:
             # Everything alive now (modules, the expected data, the trial) lives to the end: exempt it from
             # garbage collection, so that the collection before each run scans only what runs left behind.
             gc.freeze()
-        return measure(trial, endpoint_name)
+        return trial
+
+    def run(self, endpoint_name: str) -> RunResult:
+        endpoint = self._ctx.endpoint(endpoint_name)
+        counts = functools.partial(read_counts, endpoint.url) if endpoint.counted else None
+        return measure(self.build(endpoint_name), endpoint_name, counts)
+
+    def fresh(self, endpoint_name: str) -> FreshMemory:
+        if self._trials:
+            raise RuntimeError("a fresh-process run must be the worker's first and only run")
+        return measure_fresh(self.build(endpoint_name))
 
 
 def serve(workload_key: str, contender_key: str) -> int:
@@ -70,9 +85,18 @@ def serve(workload_key: str, contender_key: str) -> int:
             words = command.split()
             if words == ["quit"]:
                 return 0
-            if len(words) != 2 or words[0] != "run":
-                raise ValueError(f"the worker understands 'run ENDPOINT' and 'quit', not {command.strip()!r}")
-            _send(channel, {"result": trials.run(words[1]).to_dict()})
+            if len(words) != 2 or words[0] not in ("build", "run", "fresh"):
+                raise ValueError(
+                    f"the worker understands 'build|run|fresh ENDPOINT' and 'quit', not {command.strip()!r}"
+                )
+            verb, endpoint = words
+            if verb == "build":
+                trials.build(endpoint)
+                _send(channel, {"built": True})
+            elif verb == "run":
+                _send(channel, {"result": trials.run(endpoint).to_dict()})
+            else:
+                _send(channel, {"fresh": trials.fresh(endpoint).to_dict()})
     except Exception as exc:
         _send(channel, {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
         return 1

@@ -1,4 +1,4 @@
-"""The benchmark suite runs end to end on a tiny workload: servers, proxy, workers, counts, page and plot.
+"""The benchmark suite runs end to end on a tiny workload: servers, the link, workers, counts, floors, page and plot.
 
 Skipped where the suite's own needs are missing (the ``bench`` extra, Node.js, or
 s3rver not yet in its npm cache folder, which would take the internet to fill).
@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-for module in ("s3torchconnector", "boto3", "matplotlib", "torch", "pandas", "pyarrow"):
+for module in ("s3torchconnector", "boto3", "matplotlib", "torch", "pandas", "pyarrow", "obstore"):
     pytest.importorskip(module)
 servers = pytest.importorskip("benchmarks.servers")
 
@@ -36,7 +36,7 @@ def test_a_tiny_run_writes_results_a_page_and_a_plot_with_server_counts_that_cli
 ) -> None:
     page = tmp_path / "page.md"
     command = [sys.executable, "-m", "benchmarks.run", "--quick", "--workloads", "small_objects", "parquet"]
-    command += ["--small-objects", "8", "--parquet-rows", "20000", "--latency-ms", "0", "20", "--warmup", "0"]
+    command += ["--small-objects", "8", "--small-objects-link", "4", "--parquet-rows", "20000", "--warmup", "0"]
     command += ["--results-dir", str(tmp_path), "--markdown", str(page)]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     finished = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=240)
@@ -45,9 +45,12 @@ def test_a_tiny_run_writes_results_a_page_and_a_plot_with_server_counts_that_cli
     (results_file,) = tmp_path.glob("*-quick.json")
     results = json.loads(results_file.read_text())
     parquet = next(w for w in results["workloads"] if w["workload"] == "parquet")
-    assert parquet["timing_endpoints"] == ["s3rver", "s3rver+20ms"]
+    assert parquet["timing_endpoints"] == ["s3rver", "link"]
     for summary in (s for w in results["workloads"] for s in w["summary"]):
-        assert summary["get_requests"] > 0, summary["key"]
+        if summary["kind"] != "memory-floor":  # the memory floor reads from memory: no request at all
+            assert summary["get_requests"] > 0, summary["key"]
         assert summary["counts_agree"] in (True, None), summary["key"]
-    assert "| contender |" in page.read_text()
+    assert {s["kind"] for s in parquet["summary"]} == {"ours", "peer", "memory-floor", "network-floor"}
+    text = page.read_text()
+    assert "| contender |" in text and "vs floor @link" in text
     assert page.with_suffix(".png").stat().st_size > 0

@@ -13,7 +13,10 @@ from ..trial import Workload
 _MODULE_OF = {
     "dcp_full": "checkpoint",
     "dcp_partial": "checkpoint",
+    "dcp_save": "save",
     "parquet": "parquet",
+    "parquet_all": "parquet",
+    "parquet_dataset": "parquet",
     "random_reads": "objects",
     "full_read": "objects",
     "small_objects": "objects",

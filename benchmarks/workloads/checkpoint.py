@@ -1,9 +1,11 @@
 """Load a model + optimizer DCP checkpoint from S3, in full and only the model's part.
 
-Saved once per server by the driver with ``S3StorageWriter(thread_count=4)``;
-every contender loads it into zeroed tensors, and every tensor and object is
-compared bit for bit with the state dict that was saved. The ceiling fetches
-each planned item's bytes and ``torch.load``s them, as a DCP load does.
+Saved once per server by the driver with ``S3StorageWriter(thread_count=4)``,
+and copied once into memory (tmpfs) for the memory floor. Every contender
+loads it into zeroed tensors shaped from the checkpoint's own ``.metadata``,
+and every tensor and object is compared bit for bit with the state dict that
+was saved. The network floor fetches the ``.metadata`` and the planned items'
+bytes and parses nothing; its bytes are checked by ``torch.load`` after the clock.
 """
 
 from __future__ import annotations
@@ -12,20 +14,24 @@ import functools
 import io
 import pickle
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader
-from torch.distributed.checkpoint._nested_dict import flatten_state_dict
+from torch.distributed.checkpoint._nested_dict import flatten_state_dict, unflatten_state_dict
+from torch.distributed.checkpoint.filesystem import FileSystemReader
+from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 from torch.distributed.checkpoint.state_dict_loader import load
 from torch.distributed.checkpoint.state_dict_saver import save
 
 from fsspec_s3reader import S3StorageReader, S3StorageWriter, TransferStats
 
-from ..clients import UPLOAD_OPTIONS, RangeFetcher, s3tc_client, storage_options_with_counter
+from ..clients import REGION, UPLOAD_OPTIONS, RangeFetcher, s3tc_client, storage_options_with_counter
 from ..config import Context, Endpoint, Sizes
 from ..counting import RequestCounter
+from ..floors import NetworkFloorTrial, Piece, plan_pieces
 from ..trial import Build, Contender, Kind, Trial, Workload, WrongDataError, sum_stats
 
 CheckpointBuild = Callable[[Context, Endpoint, bool], Trial]
@@ -51,17 +57,6 @@ def _state_dict(sizes: Sizes, seed: int) -> dict[str, Any]:
         parameter.grad = torch.randn_like(parameter)
     optimizer.step()
     return {"model": model.state_dict(), "optim": optimizer.state_dict()}
-
-
-def zeroed_like(value: Any) -> Any:
-    """A load target shaped like ``value``: zero tensors, placeholders for everything else."""
-    if isinstance(value, torch.Tensor):
-        return torch.zeros_like(value)
-    if isinstance(value, dict):
-        return {key: zeroed_like(item) for key, item in value.items()}
-    if isinstance(value, list):  # DCP flattens lists too (the optimizer's param_groups)
-        return [zeroed_like(item) for item in value]
-    return NOT_LOADED
 
 
 def assert_identical(got: Any, expected: Any, where: str = "") -> None:
@@ -102,13 +97,24 @@ def _wanted(fqn: str, model_only: bool) -> bool:
     return not model_only or fqn.startswith("model.")
 
 
-def _prepare(ctx: Context, endpoint: Endpoint, fs: Any, model_only: bool) -> int:
+def local_checkpoint(ctx: Context) -> Path:
+    """The tmpfs copy of the checkpoint the driver makes from s3rver: what the memory floor loads."""
+    return Path(ctx.local_directory) / "checkpoint"
+
+
+def prepare_checkpoint(ctx: Context, endpoint: Endpoint, fs: Any, model_only: bool) -> int:
+    """Store the checkpoint if missing, copy it into memory from the timing server, return the bytes a load needs."""
     uri = f"s3://{ctx.checkpoint_path}"
     if not fs.exists(f"{ctx.checkpoint_path}/.metadata"):
         writer = S3StorageWriter(uri, thread_count=4, **endpoint.storage_options, **UPLOAD_OPTIONS)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # no process group: a single-process save is what we want
             save(state_dict(ctx), storage_writer=writer)
+    local = local_checkpoint(ctx)
+    if not endpoint.counted and not (local / ".metadata").exists():
+        local.mkdir(parents=True, exist_ok=True)
+        for path in fs.ls(ctx.checkpoint_path, detail=False):
+            fs.get_file(path, str(local / path.rsplit("/", 1)[-1]))
     # The planned items' bytes, plus the .metadata file every load reads in full.
     metadata = pickle.loads(fs.cat_file(f"{ctx.checkpoint_path}/.metadata"))
     needed = fs.size(f"{ctx.checkpoint_path}/.metadata")
@@ -116,6 +122,60 @@ def _prepare(ctx: Context, endpoint: Endpoint, fs: Any, model_only: bool) -> int
         if _wanted(index.fqn, model_only):
             needed += stored.length
     return int(needed)
+
+
+@functools.lru_cache(maxsize=1)
+def _local_metadata(directory: str) -> Metadata:
+    metadata: Metadata = pickle.loads((Path(directory) / "checkpoint" / ".metadata").read_bytes())
+    return metadata
+
+
+def zeroed_target(ctx: Context, model_only: bool) -> dict[str, Any]:
+    """A load target built from the checkpoint's ``.metadata`` alone: zero tensors of each planned shape and dtype,
+    placeholders for everything else, nested as the saved state dict was.
+
+    Built without the state dict itself, so that a fresh process's memory before
+    the load holds nothing the load will not hold too.
+    """
+    metadata = _local_metadata(ctx.local_directory)
+    flat: dict[str, Any] = {}
+    for fqn, stored in metadata.state_dict_metadata.items():
+        if not _wanted(fqn, model_only):
+            continue
+        if isinstance(stored, TensorStorageMetadata):
+            flat[fqn] = torch.zeros(stored.size, dtype=stored.properties.dtype)
+        else:
+            flat[fqn] = NOT_LOADED
+    mapping = {fqn: path for fqn, path in (metadata.planner_data or {}).items() if fqn in flat}
+    target: dict[str, Any] = unflatten_state_dict(flat, mapping)
+    return target
+
+
+@functools.lru_cache(maxsize=2)
+def _expected_flat(sizes: Sizes, seed: int, model_only: bool) -> dict[str, Any]:
+    flat, _ = flatten_state_dict(_part_to_load(_state_dict(sizes, seed), model_only))
+    return dict(flat)
+
+
+def assert_loaded(target: dict[str, Any], ctx: Context, model_only: bool) -> None:
+    """Raise ``WrongDataError`` unless ``target`` holds, key by flattened key, exactly the saved state dict.
+
+    Compared flattened: DCP names the optimizer's integer state keys as
+    strings, so a target shaped from ``.metadata`` has ``"0"`` where the
+    saved dict had ``0``; the values are what must match.
+    """
+    flat, _ = flatten_state_dict(target)
+    assert_identical(dict(flat), _expected_flat(ctx.sizes, ctx.seed, model_only))
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.nelement() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(item) for item in value.values())
+    if isinstance(value, list):
+        return sum(_tensor_bytes(item) for item in value)
+    return 0
 
 
 class CheckpointLoadTrial(Trial):
@@ -129,14 +189,15 @@ class CheckpointLoadTrial(Trial):
         counter: RequestCounter | None = None,
     ) -> None:
         super().__init__(counter)
+        self._ctx = ctx
+        self._model_only = model_only
         self._make_reader = make_reader
-        self._expected = _part_to_load(state_dict(ctx), model_only)
         self._target: dict[str, Any] = {}
         self._filesystems: list[Any] = []
 
     def before_run(self) -> None:
         # Each load must find zeros, not the last load's data.
-        self._target = zeroed_like(self._expected)
+        self._target = zeroed_target(self._ctx, self._model_only)
 
     def run(self) -> dict[str, Any]:
         reader = self._make_reader()
@@ -147,9 +208,12 @@ class CheckpointLoadTrial(Trial):
         return self._target
 
     def verify(self, result: dict[str, Any]) -> None:
-        assert_identical(result, self._expected)
+        assert_loaded(result, self._ctx, self._model_only)
         # A worker keeps a trial per endpoint: only a run in progress may hold a loaded copy.
         self._target = {}
+
+    def kept_bytes(self) -> int | None:
+        return _tensor_bytes(self._target)
 
     def own_stats(self) -> TransferStats | None:
         if not self._filesystems:
@@ -204,8 +268,8 @@ def _s3tc_reader(strategy: str) -> CheckpointBuild:
 
         def make() -> Any:
             constructor = getattr(S3tcConstructor, strategy)()
-            reader = S3tcStorageReader("us-east-1", uri, reader_constructor=constructor)
-            reader.fs = S3tcFileSystem("us-east-1", s3_client=s3tc_client(endpoint), reader_constructor=constructor)
+            reader = S3tcStorageReader(REGION, uri, reader_constructor=constructor)
+            reader.fs = S3tcFileSystem(REGION, s3_client=s3tc_client(endpoint), reader_constructor=constructor)
             return reader
 
         return CheckpointLoadTrial(ctx, model_only, make)
@@ -213,59 +277,83 @@ def _s3tc_reader(strategy: str) -> CheckpointBuild:
     return build
 
 
-class CeilingCheckpointTrial(Trial):
-    """``.metadata``, then exactly the planned items' byte ranges, 8 GETs at a time, each ``torch.load``ed."""
-
-    def __init__(self, ctx: Context, endpoint: Endpoint, model_only: bool) -> None:
-        super().__init__()
-        self._fetcher = RangeFetcher(endpoint)
-        self._bucket, _, self._prefix = ctx.checkpoint_path.partition("/")
-        self._model_only = model_only
-        flat, _ = flatten_state_dict(_part_to_load(state_dict(ctx), model_only))
-        self._expected: dict[str, Any] = flat
-
-    def run(self) -> dict[str, Any]:
-        raw = self._fetcher.fetch([(f"{self._prefix}/.metadata", None, None)], self._bucket)[0]
-        metadata = pickle.loads(raw)
-        items = [
-            (index.fqn, info) for index, info in metadata.storage_data.items() if _wanted(index.fqn, self._model_only)
-        ]
-        requests = [
-            (f"{self._prefix}/{info.relative_path}", info.offset, info.offset + info.length) for _, info in items
-        ]
-        blobs = self._fetcher.fetch(requests, self._bucket)
-        # weights_only=False: non-tensor items (the optimizer's param_groups) are pickled objects.
-        return {
-            fqn: torch.load(io.BytesIO(blob), weights_only=False) for (fqn, _), blob in zip(items, blobs, strict=True)
-        }
-
-    def verify(self, result: dict[str, Any]) -> None:
-        assert_identical(result, self._expected)
+def _memory_floor(ctx: Context, endpoint: Endpoint, model_only: bool) -> Trial:
+    """torch's ``FileSystemReader`` on the tmpfs copy: the same load with every byte already in memory."""
+    local = str(local_checkpoint(ctx))
+    return CheckpointLoadTrial(ctx, model_only, lambda: FileSystemReader(local))
 
 
-def _ceiling(ctx: Context, endpoint: Endpoint, model_only: bool) -> Trial:
-    return CeilingCheckpointTrial(ctx, endpoint, model_only)
+def _network_floor(ctx: Context, endpoint: Endpoint, model_only: bool) -> Trial:
+    """The ``.metadata`` and every planned item's bytes, ranges known in advance; ``torch.load`` only to verify."""
+    bucket, _, prefix = ctx.checkpoint_path.partition("/")
+    fetcher = RangeFetcher(endpoint)  # the build reads this endpoint's own .metadata, outside the clock
+    metadata_bytes = fetcher.fetch([(f"{prefix}/.metadata", None, None)], bucket)[0]
+    metadata: Metadata = pickle.loads(metadata_bytes)
+    items = [
+        (index.fqn, f"{prefix}/{stored.relative_path}", stored.offset, stored.length)
+        for index, stored in metadata.storage_data.items()
+        if _wanted(index.fqn, model_only)
+    ]
+    pieces = [(f"{prefix}/.metadata", None, None), *plan_pieces((key, o, o + n) for _, key, o, n in items)]
+
+    def check(fetched_pieces: Sequence[Piece], fetched: list[bytes]) -> None:
+        if fetched[0] != metadata_bytes:
+            raise WrongDataError("the network floor's .metadata differs from the stored one")
+        files: dict[str, bytearray] = {}
+        for (key, start, end), data in zip(fetched_pieces[1:], fetched[1:], strict=True):
+            assert start is not None and end is not None
+            # A file-sized buffer of zeros holding only the fetched bytes: pages never written cost nothing.
+            buffer = files.setdefault(key, bytearray(max(o + n for _, k, o, n in items if k == key)))
+            buffer[start:end] = data
+        loaded = {fqn: torch.load(io.BytesIO(files[key][o : o + n]), weights_only=False) for fqn, key, o, n in items}
+        assert_identical(loaded, _expected_flat(ctx.sizes, ctx.seed, model_only))
+
+    return NetworkFloorTrial(endpoint, bucket, pieces, check)
+
+
+SLOW_ON_LINK = 1
+"""Measured runs through the link for readers that fetch the checkpoint 2.5x over, on one connection at a time."""
 
 
 def _contenders(model_only: bool) -> tuple[Contender, ...]:
-    choices: list[tuple[str, Kind, str, CheckpointBuild]] = [
-        ("torch-s3fs", "peer", "torch `FsspecReader` on `s3://` (s3fs defaults)", _torch_reader("s3")),
-        ("s3tc-dcp_optimized", "peer", "s3tc `S3StorageReader`, `dcp_optimized()`", _s3tc_reader("dcp_optimized")),
-        ("s3tc-sequential", "peer", "s3tc `S3StorageReader`, `sequential()`", _s3tc_reader("sequential")),
-        ("s3tc-range_based", "peer", "s3tc `S3StorageReader`, `range_based()`", _s3tc_reader("range_based")),
+    choices: list[tuple[str, Kind, str, CheckpointBuild, int | None]] = [
+        ("torch-s3fs", "peer", "torch `FsspecReader` on `s3://` (s3fs defaults)", _torch_reader("s3"), SLOW_ON_LINK),
+        (
+            "s3tc-dcp_optimized",
+            "peer",
+            "s3tc `S3StorageReader`, `dcp_optimized()`",
+            _s3tc_reader("dcp_optimized"),
+            None,
+        ),
+        ("s3tc-sequential", "peer", "s3tc `S3StorageReader`, `sequential()`", _s3tc_reader("sequential"), None),
+        (
+            "s3tc-range_based",
+            "peer",
+            "s3tc `S3StorageReader`, `range_based()`",
+            _s3tc_reader("range_based"),
+            SLOW_ON_LINK,
+        ),
         (
             "torch-sequential",
             "ours",
             'torch `FsspecReader` on `s3reader://`, `reader="sequential"`',
             _torch_reader("s3reader", reader="sequential"),
+            None,
         ),
-        ("dcp_optimized", "ours", "`S3StorageReader` (default `dcp_optimized()`)", _our_reader()),
-        ("dcp_optimized-nonatomic", "ours", "`S3StorageReader(atomic=False)`", _our_reader(atomic=False)),
-        ("ceiling", "ceiling", "boto3: exact item ranges, 8 threads, `torch.load` each", _ceiling),
+        ("dcp_optimized", "ours", "`S3StorageReader` (default `dcp_optimized()`)", _our_reader(), None),
+        ("dcp_optimized-nonatomic", "ours", "`S3StorageReader(atomic=False)`", _our_reader(atomic=False), None),
+        ("memory-floor", "memory-floor", "torch `FileSystemReader` on a tmpfs copy", _memory_floor, None),
+        (
+            "network-floor",
+            "network-floor",
+            "boto3: `.metadata` + planned items, ranges of at most 16 MiB, 8 threads, nothing parsed",
+            _network_floor,
+            None,
+        ),
     ]
     return tuple(
-        Contender(key, kind, label, _for_load(make, model_only), as_shipped=key == "dcp_optimized")
-        for key, kind, label, make in choices
+        Contender(key, kind, label, _for_load(make, model_only), as_shipped=key == "dcp_optimized", link_runs=runs)
+        for key, kind, label, make, runs in choices
     )
 
 
@@ -288,9 +376,11 @@ _NOTES_COMMON = (
     "`sequential()` fetches each whole file and `range_based()` reads through an 8 MiB buffer. By default our "
     "`S3StorageReader` also stages the loaded data until every read has "
     "succeeded (`atomic=True`): the tensors torch loads are kept (not copied) until then, which costs memory for "
-    "them (the peak RSS column) and little time; the `atomic=False` row "
+    "them (the *beyond state dict* column) and little time; the `atomic=False` row "
     "shows the load without it. Each run builds a new storage reader (for `S3StorageReader` a new filesystem and "
-    "client), as a job resuming from a checkpoint would."
+    "client), as a job resuming from a checkpoint would. The memory floor is torch's `FileSystemReader` on a tmpfs "
+    "copy of the checkpoint: the same deserialization and copies, no network. The network floor fetches the "
+    "`.metadata` and the planned items' bytes on 8 connections and deserializes nothing."
 )
 
 DCP_FULL = Workload(
@@ -299,8 +389,8 @@ DCP_FULL = Workload(
     what="`dcp.load` of the whole model + Adam state dict",
     contenders=_contenders(model_only=False),
     notes=_NOTES_COMMON,
-    prepare=functools.partial(_prepare, model_only=False),
-    latency_sensitive=True,
+    prepare=functools.partial(prepare_checkpoint, model_only=False),
+    fresh_memory=True,
 )
 
 DCP_PARTIAL = Workload(
@@ -314,8 +404,8 @@ DCP_PARTIAL = Workload(
     "our parts in flight) may have GETs under way for bytes nobody reads when a file is closed: they are cancelled, "
     "but the server has already sent some or all of their bodies, which the neutral count includes and `fs.stats` "
     "(bytes received) does not.",
-    prepare=functools.partial(_prepare, model_only=True),
-    latency_sensitive=True,
+    prepare=functools.partial(prepare_checkpoint, model_only=True),
+    fresh_memory=True,
 )
 
 WORKLOADS = {DCP_FULL.key: DCP_FULL, DCP_PARTIAL.key: DCP_PARTIAL}
