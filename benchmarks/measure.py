@@ -52,21 +52,24 @@ class RunResult:
         return RunResult(**raw)
 
     def counts_agree(self) -> bool | None:
-        """Do the client-side counter and ``fs.stats`` tell what the server counted? None with nothing to compare."""
+        """Do the client's own counts tell what the server counted? None with nothing to compare.
+
+        Ours are checked with ``fs.stats``: our GETs and HEADs do not pass
+        through botocore (the lean request path), so botocore's event hooks
+        see only s3fs's own calls of ours. Everyone else's, with those hooks.
+        """
         server = self.server_counts
         if server is None or (self.client_counts is None and self.own_stats is None):
             return None
-        fields = ("get_requests", "head_requests", "get_bytes")
-        if self.client_counts is not None and any(self.client_counts[f] != server[f] for f in fields):
-            return False
         own = self.own_stats
-        if own is None:
-            return True
-        return (
-            own["get_requests"] == server["get_requests"]
-            and own["head_requests"] == server["head_requests"]
-            and own["bytes_fetched"] == server["get_bytes"]
-        )
+        if own is not None:
+            return (
+                own["get_requests"] == server["get_requests"]
+                and own["head_requests"] == server["head_requests"]
+                and own["bytes_fetched"] == server["get_bytes"]
+            )
+        assert self.client_counts is not None
+        return all(self.client_counts[f] == server[f] for f in ("get_requests", "head_requests", "get_bytes"))
 
 
 def _status_kib(field: str) -> int | None:

@@ -290,3 +290,26 @@ def test_a_parquet_files_first_get_is_its_tail_where_the_footer_is(
         assert reader.read() == data[-8:]
     assert [request.range for request in fault_proxy.requests_of("GET")] == ["bytes=-65536"]
     assert fault_proxy.requests_of("HEAD") == []
+
+
+class _SuffixMisreadingCalls(_WrappedCalls):
+    """An endpoint that reads ``bytes=-N`` as ``bytes=0-N``, as s3rver does."""
+
+    async def send_once(self, method: str, **request: Any) -> dict[str, Any]:
+        if str(request.get("Range", "")).startswith("bytes=-"):
+            request["Range"] = "bytes=0-" + request["Range"].removeprefix("bytes=-")
+        return await super().send_once(method, **request)
+
+
+def test_an_endpoint_that_misreads_suffix_ranges_costs_a_request_not_a_wrong_byte(
+    fs: S3ReaderFileSystem, bucket: str
+) -> None:
+    data = DATA * 50
+    fs.pipe_file(f"{bucket}/t.parquet", data)
+    transport = fs.object_transport(
+        bucket, "t.parquet", calls=_SuffixMisreadingCalls(fs.object_calls), read_from_end=True
+    )
+    fs.reset_stats()
+    assert transport.get_object_info().size == len(data)
+    assert b"".join(transport.get_stream(len(data) - 100, len(data))) == data[-100:]
+    assert fs.stats.get_requests == 2  # the misread suffix (it told the size), then the tail by its offsets

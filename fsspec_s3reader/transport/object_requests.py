@@ -41,6 +41,14 @@ def _client_error_code(exc: BaseException) -> str | None:
     return None
 
 
+class _SuffixNotHonouredError(Exception):
+    """The endpoint answered a suffix range with other bytes; its answer still told the object's size."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
 class ObjectRequests:
     """The requests of one open object: what they learned (size, pin) and how each is sent, retried and checked.
 
@@ -174,7 +182,13 @@ class ObjectRequests:
 
         async def get_rest(attempt: int) -> tuple[int, list[bytes]]:
             if not located:
-                await self._get_suffix_into(chunks, located, length, attempt)
+                try:
+                    await self._get_suffix_into(chunks, located, length, attempt)
+                except _SuffixNotHonouredError as refused:
+                    # The answer told the size: ask for the same bytes by their offsets.
+                    located.append(max(0, refused.size - length))
+                    if located[0] < refused.size:
+                        await self._get_into(chunks, located[0], refused.size, attempt)
             else:
                 rest, stop = unread()
                 if rest < stop:
@@ -191,7 +205,15 @@ class ObjectRequests:
             whole = response.get("ContentLength")
             if served is None and isinstance(whole, int) and whole <= length:
                 served = (0, whole, whole)  # the whole object, shorter than the tail asked for, without a range
-            if served is None or served[2] is None or served[1] != served[2] or served[1] - served[0] > length:
+            if (
+                served is not None
+                and served[2] is not None
+                and (served[1] != served[2] or served[1] - served[0] > length)
+            ):
+                # Some S3-compatible servers (s3rver) read "bytes=-N" as "bytes=0-N".
+                self._learn(response, served[2])
+                raise _SuffixNotHonouredError(served[2])
+            if served is None or served[2] is None:
                 raise self._range_not_honoured(response, what)
             self._learn(response, served[2])
             located.append(served[0])
