@@ -23,32 +23,21 @@ from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadat
 from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner
 from torch.futures import Future
 
+from .checkpoint_location import METADATA_FILE as _METADATA_FILE
+from .checkpoint_location import S3CheckpointLocation as _S3CheckpointLocation
+from .checkpoint_location import checkpoint_uri as _checkpoint_uri
+from .checkpoint_location import filesystem_url as _filesystem_url
 from .constructor import DCPOptimizedConstructor, ReaderConstructor
 from .load_report import LoadReport, Progress, validate_progress
 from .plan import PlannedLoad
 from .readers.dcp_optimized import DCPOptimizedS3Reader
 from .staging import StagedLoad
-from .uris import is_s3_uri, object_uri, without_scheme
+from .uris import object_uri
 
 logger = logging.getLogger(__name__)
 
-_METADATA_FILE = ".metadata"
-
 DEFAULT_FILES_IN_FLIGHT = 2
 """Checkpoint files a load reads at once: one being deserialized while the next one's bytes arrive."""
-
-
-def _checkpoint_uri(checkpoint_id: Any) -> str:
-    if not is_s3_uri(checkpoint_id):
-        raise ValueError(
-            f"checkpoint id {checkpoint_id!r} is not an S3 URI; use s3://bucket/prefix (or s3reader://bucket/prefix)"
-        )
-    return str(os.fspath(checkpoint_id)).rstrip("/")
-
-
-def _filesystem_url(checkpoint_uri: str) -> str:
-    """The same location spelled for the ``s3reader`` filesystem, which torch resolves through fsspec."""
-    return "s3reader://" + without_scheme(object_uri(checkpoint_uri))
 
 
 def _reader_choice(reader_constructor: ReaderConstructor | None, named: Any) -> Any:
@@ -66,28 +55,6 @@ def _reader_choice(reader_constructor: ReaderConstructor | None, named: Any) -> 
     if choice is None:
         return DCPOptimizedS3Reader.strategy
     return choice.fresh() if isinstance(choice, DCPOptimizedConstructor) else choice
-
-
-class _S3CheckpointLocation:
-    """What the storage reader and writer share: an S3 checkpoint path on their own ``s3reader`` filesystem."""
-
-    fs: Any
-    path: Any
-
-    @property
-    def filesystem(self) -> Any:
-        """The ``S3ReaderFileSystem`` this storage works through (``.stats`` counts its traffic)."""
-        return self.fs.fs
-
-    @classmethod
-    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
-        return is_s3_uri(checkpoint_id)
-
-    def _move_to(self, checkpoint_id: str | os.PathLike[str] | None) -> None:
-        # torch's reset re-resolves the path without the storage options (losing
-        # the endpoint and credentials); keep our filesystem and move its path.
-        if checkpoint_id:
-            self.path = _checkpoint_uri(checkpoint_id)
 
 
 class S3StorageReader(_S3CheckpointLocation, FsspecReader):
