@@ -4,7 +4,8 @@
 plus two things: before torch reads a byte, it sorts the plan by file and
 offset and hands the ranges to the DCP-optimized reader; and it stages what it
 reads until the whole plan has arrived, so a failed load leaves the caller's
-state dict as it was. ``S3StorageWriter`` saves with the same storage options.
+state dict as it was. ``S3StorageWriter`` (in ``saving.py``, importable from
+here too) saves with the same storage options.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, FsspecWriter
+from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner
 from torch.futures import Future
@@ -31,6 +32,7 @@ from .constructor import DCPOptimizedConstructor, ReaderConstructor
 from .load_report import LoadReport, Progress, validate_progress
 from .plan import PlannedLoad
 from .readers.dcp_optimized import DCPOptimizedS3Reader
+from .saving import S3StorageWriter as S3StorageWriter  # its home is saving.py; imported from here too
 from .staging import StagedLoad
 from .uris import object_uri
 
@@ -197,39 +199,6 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             f"no DCP checkpoint at {self.path} (no {_METADATA_FILE} file or objects under it)",
             self.path,
         )
-
-
-class S3StorageWriter(_S3CheckpointLocation, FsspecWriter):
-    """Saves a DCP checkpoint to S3 (``s3://`` or ``s3reader://``) with the same storage options as the reader.
-
-    ``thread_count`` files are uploaded in parallel. Local-disk ``fsync`` does
-    not apply to S3 and is off.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        single_file_per_rank: bool = True,
-        thread_count: int = 1,
-        per_thread_copy_ahead: int = 10_000_000,
-        overwrite: bool = True,
-        **storage_options: Any,
-    ) -> None:
-        checkpoint = _checkpoint_uri(path)
-        super().__init__(
-            _filesystem_url(checkpoint),
-            single_file_per_rank=single_file_per_rank,
-            sync_files=False,
-            thread_count=thread_count,
-            per_thread_copy_ahead=per_thread_copy_ahead,
-            overwrite=overwrite,
-            **storage_options,
-        )
-        self.path = checkpoint
-
-    def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
-        super().reset(None)
-        self._move_to(checkpoint_id)
 
 
 def local_load_plan(metadata: Metadata, keys: Sequence[str]) -> LoadPlan:
