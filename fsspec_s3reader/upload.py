@@ -104,7 +104,7 @@ class UploadSettings:
 
 
 class UploadFailedError(OSError):
-    """Writing an object to S3 failed, and nothing was left under its key.
+    """Writing an object to S3 failed, and its key was left as it was.
 
     ``bucket`` and ``key`` name the object, ``attempts`` how many tries the
     failed request had (after transient failures: the whole retry budget);
@@ -128,7 +128,7 @@ class UploadFailedError(OSError):
         error = cls(
             code,
             f"s3://{bucket}/{key}: {request} failed {tries}: {type(cause).__name__}: {cause}; "
-            f"nothing was written under that key; {way_out}",
+            f"the key was left as it was; {way_out}",
         )
         # Plain attributes beside OSError's own arguments, so the error pickles
         # (torch gathers a failed rank's exceptions across processes).
@@ -170,12 +170,6 @@ class ObjectUpload:
 
     def writable(self) -> bool:
         return True
-
-    def readable(self) -> bool:
-        return False
-
-    def seekable(self) -> bool:
-        return False
 
     def tell(self) -> int:
         return self._position
