@@ -8,12 +8,14 @@ moto server, some through the fault proxy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import pickle
 import random
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -343,6 +345,30 @@ def test_a_save_that_fails_mid_way_leaves_no_metadata_and_no_half_written_file(
 
 
 @THREAD_FAILS
+def test_a_file_that_fails_in_one_of_torchs_writer_threads_fails_the_save(
+    storage_options: dict, fs: S3ReaderFileSystem, bucket: str
+) -> None:
+    """torch's own writer loses the errors of the threads it starts; a save must not then write .metadata."""
+    uri = f"s3://{bucket}/threads"
+    storage = writer(uri, storage_options, thread_count=3)
+    create_stream = storage.fs.create_stream
+
+    @contextlib.contextmanager
+    def failing_off_the_main_thread(path: str, mode: str) -> Iterator[Any]:
+        with create_stream(path, mode) as stream:
+            yield stream
+            if threading.current_thread() is not threading.main_thread() and mode == "wb":
+                raise OSError(f"the disk behind {path} is on fire")
+
+    storage.fs.create_stream = failing_off_the_main_thread
+    with pytest.raises(CheckpointException) as caught:
+        dcp.save(big_state(), storage_writer=storage)
+    (cause,) = causes(caught.value)
+    assert "is on fire" in str(cause)
+    assert not fs.exists(f"{bucket}/threads/.metadata")
+
+
+@THREAD_FAILS
 def test_a_failed_save_over_a_checkpoint_leaves_no_metadata_claiming_it_complete(
     storage_options: dict, proxied_options: dict, fault_proxy: FaultProxy, fs: S3ReaderFileSystem, bucket: str
 ) -> None:
@@ -373,12 +399,15 @@ def test_overwrite_false_refuses_an_existing_checkpoint(storage_options: dict, b
         dcp.save(training_state(), storage_writer=writer(uri, storage_options, overwrite=False))
 
 
-def test_the_uploads_are_counted_in_the_filesystems_stats(storage_options: dict, bucket: str) -> None:
-    storage = writer(f"s3://{bucket}/counted", storage_options, thread_count=1)
+def test_every_request_of_a_save_is_counted_in_the_filesystems_stats(
+    proxied_options: dict, fault_proxy: FaultProxy, bucket: str
+) -> None:
+    storage = writer(f"s3://{bucket}/counted", proxied_options, thread_count=1)
     storage.filesystem.reset_stats()
     dcp.save(big_state(), storage_writer=storage)
-    # one file: create, 3 parts, complete; the metadata: one put; and torch's checks before
-    assert storage.filesystem.stats.other_requests >= 6
+    uploads = [r for r in fault_proxy.requests if r.method in ("PUT", "POST")]
+    assert len(uploads) == 6  # create, 3 parts, complete; .metadata
+    assert storage.filesystem.stats.requests == len(fault_proxy.requests)
 
 
 def test_uploads_retry_with_the_filesystems_policy(storage_options: dict, bucket: str) -> None:
