@@ -4,7 +4,8 @@
 plus two things: before torch reads a byte, it sorts the plan by file and
 offset and hands the ranges to the DCP-optimized reader; and it stages what it
 reads until the whole plan has arrived, so a failed load leaves the caller's
-state dict as it was. ``S3StorageWriter`` saves with the same storage options.
+state dict as it was. ``S3StorageWriter`` (in ``saving.py``, importable from
+here too) saves with the same storage options.
 """
 
 from __future__ import annotations
@@ -18,45 +19,28 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, FsspecWriter
+from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner
 from torch.futures import Future
 
+from .checkpoint_location import METADATA_FILE as _METADATA_FILE
+from .checkpoint_location import S3CheckpointLocation as _S3CheckpointLocation
+from .checkpoint_location import checkpoint_uri as _checkpoint_uri
+from .checkpoint_location import filesystem_url as _filesystem_url
 from .constructor import DCPOptimizedConstructor, ReaderConstructor
 from .load_report import LoadReport, Progress, validate_progress
 from .metadata_fallback import metadata_after_failure, raise_if_unread
 from .plan import PlannedLoad
 from .readers.dcp_optimized import DCPOptimizedS3Reader
+from .saving import S3StorageWriter as S3StorageWriter  # its home is saving.py; imported from here too
 from .staging import StagedLoad
-from .uris import is_s3_uri, object_uri, without_scheme
+from .uris import object_uri
 
 logger = logging.getLogger(__name__)
 
-_METADATA_FILE = ".metadata"
-
 DEFAULT_FILES_IN_FLIGHT = 2
 """Checkpoint files a load reads at once: one being deserialized while the next one's bytes arrive."""
-
-
-def _checked_checkpoint_path(path: Any) -> Any:
-    """Refuse a checkpoint path of the wrong type before it is read as a location."""
-    if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"path must be the checkpoint's S3 URI as a str, e.g. 's3://bucket/prefix', got {path!r}")
-    return path
-
-
-def _checkpoint_uri(checkpoint_id: Any) -> str:
-    if not is_s3_uri(checkpoint_id):
-        raise ValueError(
-            f"checkpoint id {checkpoint_id!r} is not an S3 URI; use s3://bucket/prefix (or s3reader://bucket/prefix)"
-        )
-    return str(os.fspath(checkpoint_id)).rstrip("/")
-
-
-def _filesystem_url(checkpoint_uri: str) -> str:
-    """The same location spelled for the ``s3reader`` filesystem, which torch resolves through fsspec."""
-    return "s3reader://" + without_scheme(object_uri(checkpoint_uri))
 
 
 def _reader_choice(reader_constructor: ReaderConstructor | None, named: Any) -> Any:
@@ -74,28 +58,6 @@ def _reader_choice(reader_constructor: ReaderConstructor | None, named: Any) -> 
     if choice is None:
         return DCPOptimizedS3Reader.strategy
     return choice.fresh() if isinstance(choice, DCPOptimizedConstructor) else choice
-
-
-class _S3CheckpointLocation:
-    """What the storage reader and writer share: an S3 checkpoint path on their own ``s3reader`` filesystem."""
-
-    fs: Any
-    path: Any
-
-    @property
-    def filesystem(self) -> Any:
-        """The ``S3ReaderFileSystem`` this storage works through (``.stats`` counts its traffic)."""
-        return self.fs.fs
-
-    @classmethod
-    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
-        return is_s3_uri(checkpoint_id)
-
-    def _move_to(self, checkpoint_id: str | os.PathLike[str] | None) -> None:
-        # torch's reset re-resolves the path without the storage options (losing
-        # the endpoint and credentials); keep our filesystem and move its path.
-        if checkpoint_id:
-            self.path = _checkpoint_uri(checkpoint_id)
 
 
 class S3StorageReader(_S3CheckpointLocation, FsspecReader):
@@ -145,7 +107,7 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         progress: Progress = False,
         **storage_options: Any,
     ) -> None:
-        checkpoint = _checkpoint_uri(_checked_checkpoint_path(path))
+        checkpoint = _checkpoint_uri(path)
         if not isinstance(atomic, bool):
             raise TypeError(f"atomic must be True or False, got {atomic!r}")
         reader = _reader_choice(reader_constructor, storage_options.pop("reader", None))
@@ -279,39 +241,6 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             f"no DCP checkpoint at {self.path} (no {_METADATA_FILE} file or objects under it)",
             self.path,
         )
-
-
-class S3StorageWriter(_S3CheckpointLocation, FsspecWriter):
-    """Saves a DCP checkpoint to S3 (``s3://`` or ``s3reader://``) with the same storage options as the reader.
-
-    ``thread_count`` files are uploaded in parallel. Local-disk ``fsync`` does
-    not apply to S3 and is off.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        single_file_per_rank: bool = True,
-        thread_count: int = 1,
-        per_thread_copy_ahead: int = 10_000_000,
-        overwrite: bool = True,
-        **storage_options: Any,
-    ) -> None:
-        checkpoint = _checkpoint_uri(path)
-        super().__init__(
-            _filesystem_url(checkpoint),
-            single_file_per_rank=single_file_per_rank,
-            sync_files=False,
-            thread_count=thread_count,
-            per_thread_copy_ahead=per_thread_copy_ahead,
-            overwrite=overwrite,
-            **storage_options,
-        )
-        self.path = checkpoint
-
-    def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
-        super().reset(None)
-        self._move_to(checkpoint_id)
 
 
 def local_load_plan(metadata: Metadata, keys: Sequence[str]) -> LoadPlan:
