@@ -103,13 +103,6 @@ def _read_from_end(key: str) -> bool:
     return key.lower().endswith(_READ_FROM_THE_END)
 
 
-def _close_lean_session(calls: LeanCalls) -> None:
-    """When a filesystem goes: close its HTTP connections on their loop, if that loop still runs."""
-    loop = calls.loop
-    if loop.is_running() and not loop.is_closed():
-        asyncio.run_coroutine_threadsafe(calls.close(), loop)
-
-
 def _strategy_option_names() -> frozenset[str]:
     """Options that belong to a reader strategy; a name s3fs also takes stays s3fs's."""
     return reader_option_names() - _S3FS_PARAMETERS
@@ -207,7 +200,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         calls: S3Calls = BotocoreCalls(self._client_for, lambda: self.loop, self._counter, defaults)
         if lean:
             calls = LeanCalls(calls, self._client_for, self._counter, defaults, self.client_kwargs, limiter.limit)
-            weakref.finalize(self, _close_lean_session, calls)
+            weakref.finalize(self, calls.http_clients.close)  # its connections go when the filesystem does
         return LimitedCalls(calls, limiter)
 
     @classmethod

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from fault_proxy import FaultProxy
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from fsspec_s3reader import S3ReaderFileSystem
@@ -132,3 +133,104 @@ def test_read_parquet_with_default_options_fetches_little_more_than_the_columns_
             if chunk.path_in_schema in ("c2", "c6"):
                 needed += chunk.total_compressed_size
     assert read_through.stats.bytes_fetched <= 1.25 * needed
+
+
+# -- parquet read ahead, through every door pandas and pyarrow users take --------------------
+
+
+@pytest.fixture
+def wide_parquet(
+    tmp_path: Path, storage_options: dict, bucket: str, fault_proxy: FaultProxy, proxied_options: dict
+) -> tuple[Path, str, dict]:
+    """A wide file of 6 row groups on the server, and storage options that reach it through the request log."""
+    values = np.random.default_rng(13).random((120_000, 10))
+    local = tmp_path / "wide.parquet"
+    pd.DataFrame({f"c{i}": values[:, i] for i in range(10)}).to_parquet(local, row_group_size=20_000)
+    S3ReaderFileSystem(skip_instance_cache=True, **storage_options).put_file(str(local), f"{bucket}/wide.parquet")
+    fault_proxy.reset()
+    return local, f"{bucket}/wide.parquet", proxied_options
+
+
+def _chunk_spans(local: Path, columns: tuple[str, ...]) -> list[tuple[int, int]]:
+    metadata = pq.ParquetFile(local).metadata
+    spans = []
+    for group in range(metadata.num_row_groups):
+        for column in range(metadata.num_columns):
+            chunk = metadata.row_group(group).column(column)
+            if chunk.path_in_schema in columns:
+                start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+                spans.append((start, start + chunk.total_compressed_size))
+    return spans
+
+
+def _gets_stay_within(fault_proxy: FaultProxy, local: Path, columns: tuple[str, ...]) -> None:
+    """Every GET asks for the footer's end of the file or for chunks of the columns read; bytes <= 1.1x needed."""
+    size = local.stat().st_size
+    allowed = [(size - 65536, size), *_chunk_spans(local, columns)]
+    fetched = 0
+    for request in fault_proxy.requests_of("GET"):
+        first, _, last = (request.range or "bytes=0-").removeprefix("bytes=").partition("-")
+        if not first:  # a suffix: the last bytes
+            start, end = size - int(last), size
+        else:
+            start, end = int(first), int(last) + 1 if last else size
+        assert any(s <= start and end <= e for s, e in allowed), f"{request.range} reads beyond what is needed"
+        fetched += end - start
+    needed = sum(e - s for s, e in _chunk_spans(local, columns)) + pq.ParquetFile(local).metadata.serialized_size + 8
+    assert fetched <= 1.1 * needed + 2 * 65536  # each open's first GET also brings the footer's end
+
+
+def test_pyarrow_read_table_with_our_filesystem_fetches_only_the_columns_read(
+    wide_parquet: tuple[Path, str, dict], fault_proxy: FaultProxy
+) -> None:
+    local, remote, options = wide_parquet
+    fs = S3ReaderFileSystem(skip_instance_cache=True, **options)
+    got = pq.read_table(remote, filesystem=fs, columns=["c3", "c8"])
+    assert got.equals(pq.read_table(local, columns=["c3", "c8"]))
+    _gets_stay_within(fault_proxy, local, ("c3", "c8"))
+
+
+def test_pandas_read_parquet_fetches_only_the_columns_read(
+    wide_parquet: tuple[Path, str, dict], fault_proxy: FaultProxy
+) -> None:
+    local, remote, options = wide_parquet
+    got = pd.read_parquet(f"s3reader://{remote}", columns=["c0", "c5"], storage_options=options)
+    pd.testing.assert_frame_equal(got, pd.read_parquet(local, columns=["c0", "c5"]))
+    _gets_stay_within(fault_proxy, local, ("c0", "c5"))
+
+
+def test_a_pyarrow_dataset_over_several_files_matches_local(
+    tmp_path: Path, storage_options: dict, fs: S3ReaderFileSystem, bucket: str
+) -> None:
+    import pyarrow.dataset as pads
+
+    values = np.random.default_rng(17).random((30_000, 4))
+    local = tmp_path / "parts"
+    local.mkdir()
+    for part in range(4):
+        frame = pd.DataFrame({f"c{i}": values[part * 7500 : (part + 1) * 7500, i] for i in range(4)})
+        frame.to_parquet(local / f"part-{part}.parquet", row_group_size=2500)
+        fs.put_file(str(local / f"part-{part}.parquet"), f"{bucket}/parts/part-{part}.parquet")
+    ours = pads.dataset(f"{bucket}/parts", filesystem=fs, format="parquet").to_table(columns=["c1", "c3"])
+    expected = pads.dataset(str(local), format="parquet").to_table(columns=["c1", "c3"])
+    assert ours.sort_by("c1").equals(expected.sort_by("c1"))
+
+
+def test_fsspec_parquet_helper_reads_through_our_transport(
+    wide_parquet: tuple[Path, str, dict], fault_proxy: FaultProxy
+) -> None:
+    import fsspec.parquet
+
+    local, remote, options = wide_parquet
+    fs = S3ReaderFileSystem(skip_instance_cache=True, **options)
+    with fsspec.parquet.open_parquet_file(remote, fs=fs, columns=["c2"]) as f:
+        got = pq.read_table(f, columns=["c2"])
+    assert got.equals(pq.read_table(local, columns=["c2"]))
+    assert fs.stats.get_requests >= 2 and fs.stats.bytes_delivered > 0  # counted: it went through our transport
+
+
+def test_dask_read_parquet_with_storage_options_matches_local(wide_parquet: tuple[Path, str, dict]) -> None:
+    dd = pytest.importorskip("dask.dataframe")
+    local, remote, options = wide_parquet
+    got = dd.read_parquet(f"s3reader://{remote}", columns=["c1", "c9"], storage_options=options).compute()
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), pd.read_parquet(local, columns=["c1", "c9"]))

@@ -109,3 +109,17 @@ def test_an_anonymous_filesystem_sends_unsigned_requests(
     with anonymous.open(f"{bucket}/k", "rb") as reader:
         assert reader.read() == DATA
     assert anonymous.stats.head_requests == 0
+
+
+def test_a_filesystem_nobody_holds_is_collected_with_its_connections(storage_options: dict, bucket: str) -> None:
+    import gc
+    import weakref
+
+    fs = S3ReaderFileSystem(skip_instance_cache=True, **storage_options)
+    fs.pipe_file(f"{bucket}/k", DATA)
+    with fs.open(f"{bucket}/k", "rb") as reader:
+        reader.read()
+    gone = weakref.ref(fs)
+    del fs, reader
+    gc.collect()
+    assert gone() is None

@@ -131,3 +131,20 @@ def test_open_and_read_a_small_object_is_one_get(fs: S3ReaderFileSystem, small_o
         with fs.open(path, "rb") as reader:
             assert reader.read() == data
     assert (fs.stats.get_requests, fs.stats.head_requests) == (len(SMALL), 0)
+
+
+def test_zarr_reads_through_the_transport(storage_options: dict, bucket: str) -> None:
+    zarr = pytest.importorskip("zarr", minversion="3")
+    np = pytest.importorskip("numpy")
+    data = np.arange(20_000, dtype="float64").reshape(20, 1000)
+    url = f"s3reader://{bucket}/array.zarr"
+    written = zarr.create_array(
+        store=url, shape=data.shape, chunks=(5, 250), dtype="float64", storage_options=storage_options
+    )
+    written[:] = data
+    read = zarr.open_array(store=url, mode="r", storage_options=storage_options)
+    assert np.array_equal(read[:], data)
+    stats = read.store.fs.stats
+    assert stats.head_requests == 0
+    assert stats.get_requests >= 16  # every chunk, counted as ours
+    assert stats.bytes_delivered == stats.bytes_fetched > 0

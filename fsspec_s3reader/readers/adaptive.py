@@ -23,12 +23,14 @@ to be read at random costs no more than ``range_based`` with a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Iterator, Mapping
+from typing import ClassVar
 
 from ..chunks import ChunkRun
 from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader, byte_count_check, close_stream
+from .base import S3Reader, close_stream
+from .options import OptionCheck, byte_count_check
+from .parquet_prefetch import DEFAULT_PARQUET_PREFETCH_BYTES, check_prefetch_budget, parquet_prefetch
 from .ranged import RangeFetcher, check_buffer_size
 
 logger = logging.getLogger(__name__)
@@ -50,10 +52,11 @@ class AdaptiveS3Reader(S3Reader):
     """Streams forward reads with a growing read-ahead; serves reads after a backward or far jump with ranged GETs."""
 
     strategy = "adaptive"
-    option_checks: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = {
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
         "buffer_size": check_buffer_size,
         "first_readahead": check_readahead,
         "max_readahead": check_readahead,
+        "parquet_prefetch_bytes": check_prefetch_budget,
     }
 
     def __init__(
@@ -66,12 +69,18 @@ class AdaptiveS3Reader(S3Reader):
         buffer_size: int | None = DEFAULT_RANDOM_BUFFER_SIZE,
         first_readahead: int | None = DEFAULT_FIRST_READAHEAD,
         max_readahead: int | None = DEFAULT_MAX_READAHEAD,
+        parquet_prefetch_bytes: int | None = DEFAULT_PARQUET_PREFETCH_BYTES,
     ) -> None:
         super().__init__(bucket, key)
         options = self.check_options(
-            buffer_size=buffer_size, first_readahead=first_readahead, max_readahead=max_readahead
+            buffer_size=buffer_size,
+            first_readahead=first_readahead,
+            max_readahead=max_readahead,
+            parquet_prefetch_bytes=parquet_prefetch_bytes,
         )
-        self._size = get_object_info().size
+        info = get_object_info()
+        self._size = info.size
+        self._anticipation = parquet_prefetch(get_stream, info, options["parquet_prefetch_bytes"], (bucket, key))
         self._get_stream = get_stream
         self._random = RangeFetcher(get_stream, self._size, options["buffer_size"])
         self._next_readahead = options["first_readahead"]

@@ -7,8 +7,6 @@ object is (``_object_size``); this base turns that into ``read``, ``readinto``,
 
 from __future__ import annotations
 
-import functools
-import inspect
 import io
 import operator
 from abc import abstractmethod
@@ -16,23 +14,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from ..protocol import Chunk
+from .anticipation import Anticipation, Segment
 from .file_api import FsspecFileAPI
+from .options import OptionCheck, checked_options, option_defaults
 
 _READLINE_CHUNK = 8 * 1024
 _READLINE_FIRST_PROBE = 256  # most lines are short: look a little ahead first, then further
-
-
-def byte_count_check(least: int, hint: str) -> Callable[[str, Any], int]:
-    """The check of an option that is a whole number of bytes, at least ``least`` (``hint`` says what that means)."""
-
-    def check(name: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int number of bytes, got {value!r}")
-        if value < least:
-            raise ValueError(f"{name} must be >= {least} bytes ({hint}), got {value}")
-        return value
-
-    return check
 
 
 def _as_byte_view(buffer: Any) -> memoryview:
@@ -62,20 +49,6 @@ def _checked_size(size: Any) -> int:
         raise TypeError(f"argument should be integer or None, not '{type(size).__name__}'") from None
 
 
-def _reopened_at(reopen: Callable[[], S3Reader], position: int) -> S3Reader:
-    """Unpickling a reader: open the object again and go back to where the reader was."""
-    reader = reopen()
-    reader.seek(position)
-    return reader
-
-
-@functools.cache
-def _option_defaults(reader_class: type) -> tuple[tuple[str, Any], ...]:
-    # Read once per class: inspect.signature costs more than opening a file.
-    parameters = inspect.signature(reader_class.__init__).parameters.values()  # type: ignore[misc]
-    return tuple((p.name, p.default) for p in parameters if p.kind is p.KEYWORD_ONLY)
-
-
 class S3Reader(FsspecFileAPI):
     """A read-only, seekable file over one S3 object.
 
@@ -89,7 +62,7 @@ class S3Reader(FsspecFileAPI):
     strategy: ClassVar[str] = "unknown"
     """The name this strategy is registered under (``"sequential"``, ...)."""
 
-    option_checks: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = {}
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {}
     """Per option, its check ``check(name, value)``: returns the value or raises an error naming the option.
 
     A strategy's options are the keyword-only parameters of its ``__init__``,
@@ -99,7 +72,7 @@ class S3Reader(FsspecFileAPI):
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
         """The strategy's options and their defaults: the keyword-only parameters of ``__init__``."""
-        return dict(_option_defaults(cls))
+        return option_defaults(cls)
 
     @classmethod
     def check_options(cls, **given: Any) -> dict[str, Any]:
@@ -108,18 +81,7 @@ class S3Reader(FsspecFileAPI):
         Raises ``ValueError`` for a name the strategy does not take, and the
         option's own error for a value it does not accept.
         """
-        defaults = cls.option_defaults()
-        unknown = sorted(given.keys() - defaults.keys())
-        if unknown:
-            takes = f"takes {', '.join(sorted(defaults))}" if defaults else "takes no options"
-            raise ValueError(f"reader {cls.strategy!r} does not take {', '.join(unknown)}; it {takes}")
-        options: dict[str, Any] = {}
-        for name, default in defaults.items():
-            value = given.get(name)
-            value = default if value is None else value
-            check = cls.option_checks.get(name)
-            options[name] = value if check is None else check(name, value)
-        return options
+        return checked_options(cls, cls.strategy, cls.option_checks, given)
 
     def __init__(self, bucket: str, key: str) -> None:
         super().__init__()
@@ -127,7 +89,8 @@ class S3Reader(FsspecFileAPI):
         self._key = key
         self._position = 0
         self._delivery_observer: Callable[[int], None] | None = None
-        self._reopen: Callable[[], S3Reader] | None = None
+        self._anticipation: Anticipation | None = None
+        """What fetches ahead the reads this file's format foretells (a parquet file's column chunks), if anything."""
 
     # -- what a strategy provides -------------------------------------------------------
 
@@ -180,16 +143,6 @@ class S3Reader(FsspecFileAPI):
         self._delivery_observer = record_delivered
         self._reopen = reopen
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        if self.closed:
-            raise ValueError(f"cannot pickle a closed reader of s3://{self._bucket}/{self._key}")
-        if self._reopen is None:
-            raise TypeError(
-                f"cannot pickle this reader of s3://{self._bucket}/{self._key}: it was not opened through a "
-                "filesystem; pickle the filesystem and the path instead"
-            )
-        return _reopened_at, (self._reopen, self._position)
-
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"position {self._position}"
         return f"<{type(self).__name__} s3://{self._bucket}/{self._key} {state}>"
@@ -241,6 +194,18 @@ class S3Reader(FsspecFileAPI):
     def read(self, size: int | None = -1) -> bytes:
         self._check_open()
         data = self._read_at_position(_checked_size(size))
+        self._delivered(len(data))
+        return data
+
+    def read_buffer(self, nbytes: int | None = -1) -> Chunk:
+        """Like ``read``, but the received buffer itself when the bytes came as one piece, with no copy.
+
+        pyarrow reads a Python file through ``read_buffer`` when it has one and
+        keeps what it returns as it is; bytes returned by ``read`` it copies.
+        """
+        self._check_open()
+        pieces = self._take(_checked_size(nbytes))
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self._delivered(len(data))
         return data
 
@@ -306,6 +271,8 @@ class S3Reader(FsspecFileAPI):
     def close(self) -> None:
         if not self.closed:
             try:
+                if self._anticipation is not None:
+                    self._anticipation.release()
                 self._release()
             finally:
                 super().close()
@@ -314,25 +281,40 @@ class S3Reader(FsspecFileAPI):
 
     def _read_at_position(self, wanted: int) -> bytes:
         """Up to ``wanted`` bytes (all the rest when negative) from the position, which moves past them."""
+        pieces = self._take(wanted)
+        if len(pieces) == 1 and type(pieces[0]) is bytes:
+            return pieces[0]  # a whole chunk as received: hand it out without a copy
+        return b"".join(pieces)
+
+    def _take(self, wanted: int) -> list[Chunk]:
+        """The pieces of up to ``wanted`` bytes (all the rest when negative) from the position; it moves past them."""
         if wanted < 0:
             wanted = max(0, self._object_size() - self._position)
         length = self._available(self._position, wanted) if wanted else 0
         if length == 0:
-            return b""
+            return []
         pieces = list(self._serve(self._position, length))
-        if len(pieces) == 1 and type(pieces[0]) is bytes:
-            data = pieces[0]  # a whole chunk as received: hand it out without a copy
-        else:
-            data = b"".join(pieces)
-        self._check_length(len(data), length)
+        self._check_length(sum(len(piece) for piece in pieces), length)
         self._position += length
-        return data
+        return pieces
 
     def _serve(self, start: int, length: int) -> Iterable[Chunk]:
-        """A read's bytes: through the ``cache`` a tool installed (fsspec's blockcache), else the strategy's."""
+        """A read's bytes: through the ``cache`` a tool installed (fsspec's blockcache), what was fetched ahead
+        for it (``_anticipation``), or the strategy's; the strategy's are shown to the anticipation to learn from."""
         if self._cache is not None:
             return (self._cache._fetch(start, start + length),)
-        return self._pieces(start, length)
+        if self._anticipation is None:
+            return self._pieces(start, length)
+        segments = self._anticipation.serve(start, start + length) or [Segment(start, start + length)]
+        served: dict[int, list[Chunk]] = {}
+        for segment in segments:  # what was not foreseen first: it travels while the rest arrives
+            if segment.take is None:
+                served[segment.start] = list(self._pieces(segment.start, segment.end - segment.start))
+                self._anticipation.observe(segment.start, segment.end, served[segment.start])
+        for segment in segments:
+            if segment.take is not None:
+                served[segment.start] = segment.take()
+        return [piece for segment in segments for piece in served[segment.start]]
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         """The object's bytes ``[start, end)`` from the strategy, never through ``cache``: what a cache fetches with."""

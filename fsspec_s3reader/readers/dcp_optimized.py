@@ -34,8 +34,8 @@ import bisect
 import errno
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Iterable, Iterator, Mapping
+from typing import ClassVar
 
 from ..chunks import ChunkRun
 from ..errors import IncompleteObjectError
@@ -50,7 +50,8 @@ from ..plan import (
     range_groups,
 )
 from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader, byte_count_check, close_stream
+from .base import S3Reader, close_stream
+from .options import OptionCheck, byte_count_check
 from .ranged import RangedS3Reader
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class DCPOptimizedS3Reader(S3Reader):
     """
 
     strategy = "dcp_optimized"
-    option_checks: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = {
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
         "max_gap_size": check_max_gap_size,
         "first_byte_latency": check_cost,
         "connection_throughput": check_cost,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 DEFAULT_BLOCKSIZE = 5 * 2**20
@@ -27,6 +28,13 @@ class ByteCache(Protocol):
     """What a reader needs of an fsspec cache (``fsspec.caching.BaseCache``) installed as ``file.cache``."""
 
     def _fetch(self, start: int | None, stop: int | None) -> bytes: ...
+
+
+def _reopened_at(reopen: Callable[[], Any], position: int) -> Any:
+    """Unpickling a reader: open the object again and go back to where the reader was."""
+    reader = reopen()
+    reader.seek(position)
+    return reader
 
 
 class FsspecFileAPI(io.BufferedIOBase):
@@ -49,6 +57,18 @@ class FsspecFileAPI(io.BufferedIOBase):
         super().__init__()
         self._blocksize = DEFAULT_BLOCKSIZE
         self._cache: ByteCache | None = None
+        self._reopen: Callable[[], Any] | None = None
+        """Opens the same object again (set by the filesystem): fsspec's files pickle by reopening."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.closed:
+            raise ValueError(f"cannot pickle a closed reader of s3://{self._bucket}/{self._key}")
+        if self._reopen is None:
+            raise TypeError(
+                f"cannot pickle this reader of s3://{self._bucket}/{self._key}: it was not opened through a "
+                "filesystem; pickle the filesystem and the path instead"
+            )
+        return _reopened_at, (self._reopen, self._position)
 
     @property
     @abstractmethod

@@ -8,11 +8,13 @@ straight from the network to the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
 from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader, byte_count_check
+from .base import S3Reader
+from .options import OptionCheck, byte_count_check
+from .parquet_prefetch import DEFAULT_PARQUET_PREFETCH_BYTES, check_prefetch_budget, parquet_prefetch
 
 DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
 
@@ -85,7 +87,10 @@ class RangedS3Reader(S3Reader):
     """Serves each read with a ranged GET, buffering small reads (see :class:`RangeFetcher`)."""
 
     strategy = "range_based"
-    option_checks: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = {"buffer_size": check_buffer_size}
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        "buffer_size": check_buffer_size,
+        "parquet_prefetch_bytes": check_prefetch_budget,
+    }
 
     def __init__(
         self,
@@ -95,10 +100,13 @@ class RangedS3Reader(S3Reader):
         get_stream: GetStream,
         *,
         buffer_size: int | None = DEFAULT_BUFFER_SIZE,
+        parquet_prefetch_bytes: int | None = DEFAULT_PARQUET_PREFETCH_BYTES,
     ) -> None:
         super().__init__(bucket, key)
-        options = self.check_options(buffer_size=buffer_size)
-        self._size = get_object_info().size
+        options = self.check_options(buffer_size=buffer_size, parquet_prefetch_bytes=parquet_prefetch_bytes)
+        info = get_object_info()
+        self._size = info.size
+        self._anticipation = parquet_prefetch(get_stream, info, options["parquet_prefetch_bytes"], (bucket, key))
         self._fetcher = RangeFetcher(get_stream, self._size, options["buffer_size"])
 
     @property

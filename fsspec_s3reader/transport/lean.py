@@ -116,6 +116,39 @@ def _sse_c_headers(request: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+class HttpClients:
+    """One aiohttp client per event loop that sends through the lean calls.
+
+    The filesystem's own loop, or the caller's where fsspec is used
+    asynchronously (zarr does). Held apart from the calls so that a
+    finalizer can close them without keeping the filesystem alive.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+
+    def for_running_loop(self, connector: Callable[[], aiohttp.TCPConnector]) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            # no trust_env: it would read the environment's proxies and netrc again for every
+            # request; a bucket behind a proxy goes through botocore instead (_ask_botocore)
+            session = self._sessions[loop] = aiohttp.ClientSession(connector=connector(), auto_decompress=False)
+        return session
+
+    def forget(self) -> None:
+        """In a forked child: the parent's clients and their loops are not this process's."""
+        self._sessions.clear()
+
+    def close(self) -> None:
+        """Close every client on its own loop, where that loop still runs; callable from any thread."""
+        sessions = list(self._sessions.items())
+        self._sessions.clear()
+        for loop, session in sessions:
+            if not loop.is_closed() and loop.is_running():
+                asyncio.run_coroutine_threadsafe(session.close(), loop)
+
+
 class LeanCalls:
     """:class:`S3Calls` that send GETs and HEADs themselves, and everything else through ``fallback``."""
 
@@ -135,7 +168,7 @@ class LeanCalls:
         self._client_kwargs = dict(client_kwargs)
         self._connections = connections
         self._buckets: dict[str, _Bucket | None] = {}  # None: this bucket goes through the fallback
-        self._session: aiohttp.ClientSession | None = None
+        self.http_clients = HttpClients()
         self._pid = os.getpid()
 
     @property
@@ -176,7 +209,8 @@ class LeanCalls:
 
     async def _bucket(self, name: str) -> _Bucket | None:
         if os.getpid() != self._pid:  # a forked child: the parent's connections are not ours
-            self._pid, self._session, self._buckets = os.getpid(), None, {}
+            self._pid, self._buckets = os.getpid(), {}
+            self.http_clients.forget()
         if name not in self._buckets:
             self._buckets[name] = await self._ask_botocore(name)
         return self._buckets[name]
@@ -235,12 +269,9 @@ class LeanCalls:
         return headers
 
     def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._connections, ssl=_ssl_context(self._client_kwargs))
-            # trust_env would read the environment's proxies and netrc again for every request;
-            # a bucket behind a proxy goes through botocore instead (_ask_botocore).
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        return self._session
+        return self.http_clients.for_running_loop(
+            lambda: aiohttp.TCPConnector(limit=self._connections, ssl=_ssl_context(self._client_kwargs))
+        )
 
     def _parsed(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
         headers = response.headers
@@ -277,8 +308,3 @@ class LeanCalls:
             "RequestId": response.headers.get("x-amz-request-id", ""),
         }
         return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": metadata}, operation)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

@@ -1,0 +1,270 @@
+"""Anticipating a parquet reader: once the footer and the first column chunks have been read, fetch the rest ahead.
+
+pyarrow reads a parquet file through a Python file one request at a time
+(its reads pass one lock), so each column chunk waits for its own round
+trip. But the footer says where every chunk lies, and the first chunks read
+say which columns are wanted::
+
+    reads    [footer]   [rg0 c03]     [rg4 c03] [rg1 c03] [rg1 c14] ...
+    learned  the map    c03 wanted    ...                 c14 wanted
+    fetched ahead       rg1..4 c03 at once                rg0,2,3,4 c14 at once
+                        (each read after that is served from memory)
+
+Only columns already read are fetched ahead, only chunks not read yet, and
+only within ``budget`` bytes held at a time; each range is handed out as the
+received chunks (views, no copy) and dropped once read to its end. A file
+that is not parquet (no ``PAR1`` at its end) is never touched, and reads the
+prediction does not cover go the usual way.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import errno
+import functools
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..chunks import ChunkRun
+from ..errors import IncompleteObjectError
+from ..parquet_footer import TRAILER, ColumnChunk, FooterError, column_chunks, footer_span
+from ..protocol import Chunk, GetStream, ObjectInfo
+from .anticipation import Segment
+from .base import close_stream
+from .options import byte_count_check
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PARQUET_PREFETCH_BYTES = 64 * 1024 * 1024
+"""Bytes of column chunks fetched ahead and not yet read, at most, per open parquet file."""
+
+MERGE_GAP = 8 * 1024
+"""Chunks this close share one GET (pyarrow coalesces its own reads with the same hole size)."""
+
+LARGEST_RANGE = 16 * 1024 * 1024
+"""A range fetched ahead grows no longer than this, so several travel at once and memory frees early."""
+
+
+check_prefetch_budget = byte_count_check(0, "0 fetches nothing ahead")
+
+
+def parquet_prefetch(
+    get_stream: GetStream, info: ObjectInfo, budget: int, name: tuple[str, str]
+) -> ParquetPrefetch | None:
+    """What a reader fetching ahead for parquet holds: nothing when the budget is 0."""
+    if budget <= 0:
+        return None
+    version = (*name, info.size, info.etag, info.version_id) if info.etag or info.version_id else None
+    return ParquetPrefetch(get_stream, info.size, budget, version)
+
+
+_LAYOUTS: collections.OrderedDict[tuple[object, ...], list[ColumnChunk]] = collections.OrderedDict()
+_LAYOUTS_KEPT = 256
+_LAYOUTS_LOCK = threading.Lock()
+"""Layouts read from footers, by object version: pyarrow reads a file's footer on its first open and
+not again on the next opens of the same file, which then need the layout all the same."""
+
+
+def _remember_layout(version: tuple[object, ...] | None, chunks: list[ColumnChunk]) -> None:
+    if version is None:
+        return
+    with _LAYOUTS_LOCK:
+        _LAYOUTS[version] = chunks
+        _LAYOUTS.move_to_end(version)
+        while len(_LAYOUTS) > _LAYOUTS_KEPT:
+            _LAYOUTS.popitem(last=False)
+
+
+def _known_layout(version: tuple[object, ...] | None) -> list[ColumnChunk] | None:
+    if version is None:
+        return None
+    with _LAYOUTS_LOCK:
+        return _LAYOUTS.get(version)
+
+
+@dataclass
+class _Range:
+    """Chunks fetched ahead as one stream: ``[start, end)``, and what of it has arrived."""
+
+    start: int
+    end: int
+    stream: Iterator[Chunk] | None = None
+    received: ChunkRun = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.received = ChunkRun(self.start)
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+class ParquetPrefetch:
+    """Learns a parquet file's layout and projection from the reads it sees; serves the reads it foresaw."""
+
+    def __init__(
+        self, get_stream: GetStream, size: int, budget: int, version: tuple[object, ...] | None = None
+    ) -> None:
+        self._get_stream = get_stream
+        self._size = size
+        self._budget = budget
+        self._version = version  # the object's name, size, ETag and version: the layout is this version's
+        self._tail = ChunkRun(size)  # the file's last bytes as reads revealed them, until the footer is known
+        self._chunks = _known_layout(version)
+        self._starts = [chunk.start for chunk in self._chunks or []]
+        self._off = budget <= 0
+        self._columns: set[str] = set()
+        self._done: set[int] = set()  # chunks read, or foreseen: never foreseen (again)
+        self._ranges: list[_Range] = []  # foreseen, in file order; started ones have a stream
+
+    def serve(self, start: int, end: int) -> list[Segment] | None:
+        """``[start, end)`` cut where the foreseen ranges in it begin and end; None when none of it was foreseen.
+
+        A foreseen segment's bytes come from its range (``take()``, which
+        waits for them if they are still on their way); the others the reader
+        fetches itself, first, so that they travel while the foreseen ones
+        arrive. A range read to its end is dropped, freeing its place in the budget.
+        """
+        segments: list[Segment] = []
+        at = start
+        for foreseen in self._ranges:
+            if foreseen.end <= at or not foreseen.received.start <= max(at, foreseen.start) < end:
+                continue
+            if foreseen.start > at:
+                segments.append(Segment(at, foreseen.start))
+                at = foreseen.start
+            stop = min(end, foreseen.end)
+            segments.append(Segment(at, stop, functools.partial(self._take, foreseen, at, stop)))
+            if foreseen.stream is None:
+                self._start(foreseen)  # asked for now: it cannot wait for the budget
+            at = stop
+            if at >= end:
+                break
+        if not segments:
+            return None
+        if at < end:
+            segments.append(Segment(at, end))
+        return segments
+
+    def _take(self, foreseen: _Range, start: int, stop: int) -> list[Chunk]:
+        self._receive(foreseen, stop)
+        pieces = foreseen.received.slice(start, stop)
+        if stop == foreseen.end:
+            self._ranges.remove(foreseen)
+            close_stream(foreseen.stream)
+            self._fill()
+        else:
+            foreseen.received.drop_before(stop)
+        return pieces
+
+    def observe(self, start: int, end: int, pieces: list[Chunk]) -> None:
+        """Learn from a read served the usual way: the footer at the end of the file, then the columns read."""
+        if self._off:
+            return
+        if self._chunks is None:
+            self._learn_layout(start, end, pieces)
+            return
+        read = self._overlapping(start, end)
+        self._done.update(read)
+        wanted = {self._chunks[i].column for i in read} - self._columns
+        if wanted:
+            self._columns |= wanted
+            self._foresee(wanted)
+            self._fill()
+
+    def release(self) -> None:
+        for foreseen in self._ranges:
+            close_stream(foreseen.stream)
+        self._ranges = []
+        self._tail.clear()
+
+    # -- the layout ------------------------------------------------------------------------
+
+    def _learn_layout(self, start: int, end: int, pieces: list[Chunk]) -> None:
+        """Keep the bytes reads revealed at the file's end; once they hold the footer, read the layout from it."""
+        tail = self._tail
+        if end == self._size and start < tail.start:
+            self._tail = ChunkRun(start, pieces)
+        elif tail and end == tail.start:  # the footer's earlier bytes, read after its last ones
+            self._tail = ChunkRun(start, [*pieces, *tail.slice(tail.start, tail.end)])
+        else:
+            return
+        if len(self._tail) < TRAILER:
+            return
+        span = footer_span(b"".join(self._tail.slice(self._size - TRAILER, self._size)), self._size)
+        if span is None:
+            self._off = True  # not parquet: stay out of the way
+        elif self._tail.start <= span[0]:
+            try:
+                self._chunks = column_chunks(b"".join(self._tail.slice(*span)))
+                self._starts = [chunk.start for chunk in self._chunks]
+                _remember_layout(self._version, self._chunks)
+            except FooterError as exc:
+                logger.debug("not reading ahead: the parquet footer did not parse (%s)", exc)
+                self._off = True
+        else:
+            return  # the rest of the footer is still to come
+        self._tail = ChunkRun(self._size)
+
+    def _overlapping(self, start: int, end: int) -> list[int]:
+        """The indices of the chunks that ``[start, end)`` touches (chunks are sorted and do not overlap)."""
+        assert self._chunks is not None
+        index = max(0, bisect.bisect_right(self._starts, start) - 1)
+        found = []
+        while index < len(self._chunks) and self._chunks[index].start < end:
+            if start < self._chunks[index].end:
+                found.append(index)
+            index += 1
+        return found
+
+    # -- fetching ahead ----------------------------------------------------------------------
+
+    def _foresee(self, columns: set[str]) -> None:
+        """Plan the chunks of ``columns`` not read yet, neighbours merged into one range each."""
+        assert self._chunks is not None
+        merged: list[_Range] = []
+        for index, chunk in enumerate(self._chunks):
+            if chunk.column not in columns or index in self._done:
+                continue
+            self._done.add(index)
+            last = merged[-1] if merged else None
+            if last and chunk.start - last.end <= MERGE_GAP and chunk.end - last.start <= LARGEST_RANGE:
+                last.end = chunk.end
+            else:
+                merged.append(_Range(chunk.start, chunk.end))
+        fitting = [foreseen for foreseen in merged if foreseen.length <= self._budget]
+        self._ranges = sorted([*self._ranges, *fitting], key=lambda foreseen: foreseen.start)
+
+    def _fill(self) -> None:
+        """Start the foreseen ranges, in file order, while what they hold stays within the budget."""
+        held = sum(r.end - r.received.start for r in self._ranges if r.stream is not None)
+        for foreseen in self._ranges:
+            if foreseen.stream is not None:
+                continue
+            if held + foreseen.length > self._budget:
+                return
+            self._start(foreseen)
+            held += foreseen.length
+
+    def _start(self, foreseen: _Range) -> None:
+        foreseen.stream = self._get_stream(foreseen.start, foreseen.end)
+
+    def _receive(self, foreseen: _Range, stop: int) -> None:
+        assert foreseen.stream is not None
+        try:
+            while foreseen.received.end < stop:
+                chunk = next(foreseen.stream, None)
+                if chunk is None:
+                    raise IncompleteObjectError(
+                        errno.EIO, f"a stream of [{foreseen.start}, {foreseen.end}) ended at {foreseen.received.end}"
+                    )
+                foreseen.received.append(chunk)
+        except BaseException:
+            # A broken stream is forgotten: the read that needed it fails as any read would;
+            # the next read goes the usual way.
+            close_stream(foreseen.stream)
+            self._ranges.remove(foreseen)
+            raise

@@ -1,0 +1,146 @@
+"""Reading parquet: the column chunks that the footer and the first reads foretell are fetched ahead, and only they."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from fsspec_s3reader.parquet_footer import column_chunks, footer_span
+from fsspec_s3reader.readers import AdaptiveS3Reader, RangedS3Reader, S3Reader
+from fsspec_s3reader.testing import MemorySource
+
+ROWS, GROUPS = 50_000, 5
+FRAME = pd.DataFrame({f"c{i}": np.random.default_rng(i).random(ROWS) for i in range(6)})
+
+
+def _parquet() -> bytes:
+    buffer = io.BytesIO()
+    FRAME.to_parquet(buffer, row_group_size=ROWS // GROUPS)
+    return buffer.getvalue()
+
+
+DATA = _parquet()
+SPAN = footer_span(DATA[-8:], len(DATA)) or (0, 0)
+CHUNKS = column_chunks(DATA[SPAN[0] : SPAN[1]])
+
+
+def chunk(group: int, column: str) -> tuple[int, int]:
+    found = next(c for c in CHUNKS if c.row_group == group and c.column == column)
+    return found.start, found.end
+
+
+def reader(strategy: type[S3Reader], source: MemorySource, **options: object) -> S3Reader:
+    # a key of its own: the layout learned from a footer is kept per object version
+    return strategy("bucket", uuid.uuid4().hex, source.get_object_info, source.get_stream, **options)  # type: ignore[call-arg]
+
+
+def read(file: S3Reader, span: tuple[int, int]) -> bytes:
+    file.seek(span[0])
+    return bytes(file.read(span[1] - span[0]))
+
+
+def requested_within(source: MemorySource, spans: list[tuple[int, int]]) -> bool:
+    return all(any(s <= start and end <= e for s, e in spans) for start, end in source.requests)
+
+
+@pytest.mark.parametrize("strategy", [AdaptiveS3Reader, RangedS3Reader])
+def test_once_a_column_is_read_its_chunks_in_the_other_row_groups_are_fetched_ahead(strategy: type[S3Reader]) -> None:
+    source = MemorySource(DATA, chunk_size=4096)
+    file = reader(strategy, source, buffer_size=0)
+    read(file, (len(DATA) - 65536, len(DATA)))  # the footer, as pyarrow reads it
+    assert read(file, chunk(0, "c2")) == DATA[slice(*chunk(0, "c2"))]
+    foreseen = [chunk(group, "c2") for group in range(1, GROUPS)]
+    assert all(any(s <= start and end <= e for s, e in source.requests) for start, end in foreseen)
+    asked = len(source.requests)
+    for group in (3, 1, 4, 2):  # in any order, as pyarrow's I/O threads ask
+        assert read(file, chunk(group, "c2")) == DATA[slice(*chunk(group, "c2"))]
+    assert len(source.requests) == asked  # all served from what was fetched ahead
+
+
+def test_no_column_that_was_not_read_is_fetched() -> None:
+    source = MemorySource(DATA, chunk_size=4096)
+    table = pq.read_table(reader(AdaptiveS3Reader, source), columns=["c1", "c4"])
+    assert table.to_pandas().equals(FRAME[["c1", "c4"]])
+    needed = [(len(DATA) - 65536, len(DATA))]
+    needed += [(c.start, c.end) for c in CHUNKS if c.column in ("c1", "c4")]
+    assert requested_within(source, needed)
+    assert source.bytes_requested <= 1.1 * sum(end - start for start, end in needed)
+
+
+def test_a_read_partly_foreseen_fetches_only_the_rest() -> None:
+    source = MemorySource(DATA, chunk_size=4096)
+    file = reader(RangedS3Reader, source, buffer_size=0)
+    read(file, (len(DATA) - 65536, len(DATA)))
+    read(file, chunk(0, "c2"))
+    asked = len(source.requests)
+    span = (chunk(1, "c1")[0], chunk(1, "c2")[1])  # c1 (new) and c2 (fetched ahead) of row group 1 at once
+    assert read(file, span) == DATA[slice(*span)]
+    assert source.requests[asked] == chunk(1, "c1")  # the new part alone, first
+    assert source.bytes_requested <= 65536 + sum(
+        end - start for start, end in [chunk(g, c) for g in range(GROUPS) for c in ("c1", "c2")]
+    )
+
+
+def test_the_budget_bounds_what_is_fetched_ahead() -> None:
+    source = MemorySource(DATA, chunk_size=4096)
+    one_chunk = chunk(0, "c2")[1] - chunk(0, "c2")[0]
+    file = reader(RangedS3Reader, source, buffer_size=0, parquet_prefetch_bytes=2 * one_chunk)
+    read(file, (len(DATA) - 65536, len(DATA)))
+    before = source.bytes_requested
+    read(file, chunk(0, "c2"))
+    assert source.bytes_requested - before <= 3 * one_chunk  # the read itself, and two chunks ahead
+    for group in range(1, GROUPS):  # the rest follows as the reads free the budget
+        assert read(file, chunk(group, "c2")) == DATA[slice(*chunk(group, "c2"))]
+
+
+def test_a_later_open_of_the_same_version_knows_the_layout_without_the_footer() -> None:
+    key = uuid.uuid4().hex
+    source = MemorySource(DATA, chunk_size=4096)
+    first = RangedS3Reader("bucket", key, source.get_object_info, source.get_stream, buffer_size=0)
+    read(first, (len(DATA) - 65536, len(DATA)))
+    again = RangedS3Reader("bucket", key, source.get_object_info, source.get_stream, buffer_size=0)
+    read(again, chunk(0, "c3"))
+    asked = len(source.requests)
+    assert read(again, chunk(2, "c3")) == DATA[slice(*chunk(2, "c3"))]
+    assert len(source.requests) == asked
+
+
+def test_a_file_that_is_not_parquet_is_left_alone() -> None:
+    data = bytes(range(256)) * 4000
+    source = MemorySource(data, chunk_size=4096)
+    file = reader(RangedS3Reader, source, buffer_size=0)
+    read(file, (len(data) - 1000, len(data)))
+    read(file, (5000, 9000))
+    assert source.requests == [(len(data) - 1000, len(data)), (5000, 9000)]
+
+
+def test_zero_turns_it_off() -> None:
+    source = MemorySource(DATA, chunk_size=4096)
+    file = reader(RangedS3Reader, source, buffer_size=0, parquet_prefetch_bytes=0)
+    read(file, (len(DATA) - 65536, len(DATA)))
+    read(file, chunk(0, "c2"))
+    assert len(source.requests) == 2
+
+
+def test_read_buffer_hands_out_the_received_piece_itself() -> None:
+    received: list[bytes] = []
+
+    class Recording(MemorySource):
+        def _chunks(self, start: int, end: int) -> Iterator[bytes]:
+            for piece in super()._chunks(start, end):
+                received.append(piece)
+                yield piece
+
+    source = Recording(bytes(range(256)) * 64, chunk_size=16384)
+    file = reader(RangedS3Reader, source, buffer_size=0)
+    buffer = file.read_buffer(16384)
+    assert buffer is received[-1]  # no copy
+    assert bytes(file.read_buffer(100)) == (bytes(range(256)) * 64)[16384:16484]
+    assert file.read_buffer() == (bytes(range(256)) * 64)[16484:]
+    assert file.read_buffer(10) == b""
