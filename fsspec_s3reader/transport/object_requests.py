@@ -26,6 +26,7 @@ from ..protocol import ObjectInfo
 from ..retry import RetryPolicy, configuration_error, is_transient
 from .bodies import parse_content_range, read_body_into
 from .calls import S3Calls
+from .link_estimate import LinkEstimate
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,10 @@ class ObjectRequests:
         retry_policy: RetryPolicy,
         pin_versions: bool,
         request_kwargs: dict[str, Any],
+        link_estimate: LinkEstimate | None = None,
     ) -> None:
         self._calls = calls
+        self._link_estimate = link_estimate
         self.bucket = bucket
         self.key = key
         self._version_id = version_id
@@ -81,6 +84,8 @@ class ObjectRequests:
         # until then a stream keeps one GET in flight so all parts share a pin.
         self.pin_settled = version_id is not None
         self._pin_changed = threading.Condition()
+        # Called on the event loop once the pin settles: what schedules GETs itself opens its window then.
+        self._pin_callbacks: list[Callable[[], None]] = []
 
     @property
     def uri(self) -> str:
@@ -98,6 +103,13 @@ class ObjectRequests:
         with self._pin_changed:
             self._pin_changed.notify_all()
 
+    def call_when_pinned(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the event loop as soon as a response settles the pin (now, if it has)."""
+        if self.pin_settled:
+            callback()
+        else:
+            self._pin_callbacks.append(callback)
+
     def _learn(self, response: dict[str, Any], size: int | None) -> None:
         """Keep what a response told us: the ETag to pin and, if known, the size."""
         with self._pin_changed:
@@ -112,6 +124,9 @@ class ObjectRequests:
                     self._pinned_version = response.get("VersionId")
                 self.pin_settled = True
             self._pin_changed.notify_all()
+        callbacks, self._pin_callbacks = self._pin_callbacks, []
+        for callback in callbacks:
+            callback()
 
     # -- requests --------------------------------------------------------------------
 
@@ -249,10 +264,13 @@ class ObjectRequests:
         began = time.monotonic()
         already = len(chunks)
         response = await asyncio.wait_for(self._calls.send_once("get_object", **request), timeout)
+        first_byte = time.monotonic()
         body = response["Body"]
         try:
             first, last = accept(response)
             await read_body_into(chunks, body, last - first, timeout)
+            if self._link_estimate is not None:
+                self._link_estimate.record(first_byte - began, last - first, time.monotonic() - first_byte)
         finally:
             body.close()
             logger.debug(

@@ -33,6 +33,7 @@ from ..errors import IncompleteObjectError
 from ..protocol import Chunk, ObjectInfo
 from ..retry import RetryPolicy
 from .calls import S3Calls
+from .link_estimate import LinkEstimate
 from .object_requests import ObjectRequests
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class TransportSettings:
     """When > 0, learn an object's size from a GET of its first this-many bytes (kept) instead of a HEAD."""
     pin_versions: bool = False
     """Pin the first response's ``VersionId`` too (a version-aware filesystem), not only its ETag."""
+    link_estimate: LinkEstimate | None = field(default=None, compare=False)
+    """Where every GET records its time to first byte and throughput (a DCP load learns its link there)."""
 
     def __post_init__(self) -> None:
         _check_count("part_size", self.part_size, 1, "a positive number of bytes")
@@ -109,6 +112,7 @@ class S3ObjectTransport:
             retry_policy=self._settings.retry_policy,
             pin_versions=self._settings.pin_versions,
             request_kwargs=dict(request_kwargs or {}),
+            link_estimate=self._settings.link_estimate,
         )
         # The object's first bytes, received by the GET that told us its size.
         self._first_bytes = ChunkRun()
@@ -124,6 +128,16 @@ class S3ObjectTransport:
     @property
     def uri(self) -> str:
         return self._requests.uri
+
+    @property
+    def requests(self) -> ObjectRequests:
+        """The object's requests (size, pin, retried parts), for a caller that schedules its own GETs on ``loop``."""
+        return self._requests
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the requests run on."""
+        return self._calls.loop
 
     # -- the protocol readers see ------------------------------------------------
 
