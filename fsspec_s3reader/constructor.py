@@ -15,12 +15,12 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .plan import ItemRange, gap_size, ranges_by_object
-from .protocol import GetObjectInfo, GetStream
+from .protocol import Chunk, GetObjectInfo, GetStream, ObjectInfo
 from .readers.adaptive import AdaptiveS3Reader
 from .readers.base import S3Reader
 from .readers.dcp_optimized import DCPOptimizedS3Reader
@@ -91,6 +91,14 @@ class StrategyConstructor:
         return f"{self.name}({options})"
 
 
+class PlannedSource(Protocol):
+    """Where a DCP load's file is read from instead of the filesystem: bytes fetched ahead (``LoadPipeline``)."""
+
+    def get_object_info(self) -> ObjectInfo: ...
+
+    def get_stream(self, start: int, end: int) -> Iterator[Chunk]: ...
+
+
 class DCPOptimizedConstructor(StrategyConstructor):
     """Builds :class:`DCPOptimizedS3Reader` for the files of one DCP load.
 
@@ -116,6 +124,13 @@ class DCPOptimizedConstructor(StrategyConstructor):
         super().__init__(DCPOptimizedS3Reader, max_gap_size=max_gap_size, **options)
         self._given = {"max_gap_size": max_gap_size, **options}
         self._ranges_by_object: dict[str, tuple[ItemRange, ...]] = {}
+        self._sources: dict[str, PlannedSource] = {}
+        self._sources_gap: float | None = None
+
+    @property
+    def given_options(self) -> dict[str, Any]:
+        """The options as they were given: ``None`` where the default was left (a cost a load may measure instead)."""
+        return {name: self._given.get(name) for name in self._options}
 
     @property
     def max_gap_size(self) -> float:
@@ -135,6 +150,18 @@ class DCPOptimizedConstructor(StrategyConstructor):
 
     def clear(self) -> None:
         self._ranges_by_object = {}
+        self._sources = {}
+
+    def set_sources(self, sources: Mapping[str, PlannedSource], max_gap_size: float | None = None) -> None:
+        """Read these objects (``{"s3://bucket/key": source}``) from the given sources, not the filesystem's.
+
+        The storage reader hands over what its load pipeline fetches ahead.
+        ``max_gap_size``, the gap the sources' ranges were grouped with,
+        replaces the strategy's for their files, so that each reader's range
+        groups are the ones fetched.
+        """
+        self._sources = {object_uri(uri): source for uri, source in sources.items()}
+        self._sources_gap = max_gap_size
 
     def set_ranges(self, ranges_by_object: Mapping[str, Iterable[ItemRange]]) -> None:
         """Use these ranges (``{"s3://bucket/key": [ItemRange, ...]}``, what a load plan reads) from now on."""
@@ -156,9 +183,16 @@ class DCPOptimizedConstructor(StrategyConstructor):
         self.set_ranges(ranges_by_object(plan_items, storage_data, base_path))
 
     def __call__(self, bucket: str, key: str, get_object_info: GetObjectInfo, get_stream: GetStream) -> S3Reader:
+        uri = object_uri(f"{bucket}/{key}")
+        source = self._sources.get(uri)
+        options = dict(self._options)
+        if source is not None:
+            get_object_info, get_stream = source.get_object_info, source.get_stream
+            if self._sources_gap is not None:
+                options["max_gap_size"] = self._sources_gap
         if key.endswith(".metadata"):
             return SequentialS3Reader(bucket, key, get_object_info, get_stream)
-        ranges = self._ranges_by_object.get(object_uri(f"{bucket}/{key}"))
+        ranges = self._ranges_by_object.get(uri)
         if ranges is None:
             logger.warning(
                 "no load-plan ranges for s3://%s/%s; reading it with the range-based reader. "
@@ -167,7 +201,7 @@ class DCPOptimizedConstructor(StrategyConstructor):
                 key,
             )
             return RangedS3Reader(bucket, key, get_object_info, get_stream)
-        return DCPOptimizedS3Reader(bucket, key, ranges, get_object_info, get_stream, **self._options)
+        return DCPOptimizedS3Reader(bucket, key, ranges, get_object_info, get_stream, **options)
 
     def __eq__(self, other: object) -> bool:
         return self is other

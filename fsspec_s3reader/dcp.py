@@ -11,10 +11,12 @@ here too) saves with the same storage options.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import errno
 import fnmatch
 import logging
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,18 +31,28 @@ from .checkpoint_location import S3CheckpointLocation as _S3CheckpointLocation
 from .checkpoint_location import checkpoint_uri as _checkpoint_uri
 from .checkpoint_location import filesystem_url as _filesystem_url
 from .constructor import DCPOptimizedConstructor, ReaderConstructor
+from .load_pipeline import DEFAULT_MEMORY_BUDGET, LoadPipeline, gap_for_link
 from .load_report import LoadReport, Progress, validate_progress
 from .metadata_fallback import metadata_after_failure, raise_if_unread
 from .plan import PlannedLoad
 from .readers.dcp_optimized import DCPOptimizedS3Reader
 from .saving import S3StorageWriter as S3StorageWriter  # its home is saving.py; imported from here too
 from .staging import StagedLoad
+from .transport.link_estimate import LinkEstimate
 from .uris import object_uri
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_FILES_IN_FLIGHT = 2
 """Checkpoint files a load reads at once: one being deserialized while the next one's bytes arrive."""
+
+METADATA_KEPT_SECONDS = 10.0
+"""How long the ``.metadata`` bytes fetched by the reader's check may serve torch's first read of it.
+
+Long enough for the load that follows the reader's construction; a reader
+built long before its load reads ``.metadata`` again, so that it never plans
+with the metadata of a checkpoint saved over since.
+"""
 
 
 def _reader_choice(reader_constructor: ReaderConstructor | None, named: Any) -> Any:
@@ -104,12 +116,19 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         *,
         atomic: bool = True,
         files_in_flight: int = DEFAULT_FILES_IN_FLIGHT,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
         progress: Progress = False,
         **storage_options: Any,
     ) -> None:
         checkpoint = _checkpoint_uri(path)
         if not isinstance(atomic, bool):
             raise TypeError(f"atomic must be True or False, got {atomic!r}")
+        if isinstance(memory_budget, bool) or not isinstance(memory_budget, int):
+            raise TypeError(f"memory_budget must be an int number of bytes, got {memory_budget!r}")
+        if memory_budget < 0:
+            raise ValueError(
+                f"memory_budget must be >= 0 bytes (0 fetches only what torch waits for), got {memory_budget}"
+            )
         reader = _reader_choice(reader_constructor, storage_options.pop("reader", None))
         if isinstance(files_in_flight, bool) or not isinstance(files_in_flight, int):
             raise TypeError(f"files_in_flight must be an int (1 reads one file at a time), got {files_in_flight!r}")
@@ -117,7 +136,15 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
             raise ValueError(f"files_in_flight must be >= 1 (1 reads one file at a time), got {files_in_flight}")
         self._atomic = atomic
         self._files_in_flight = files_in_flight
+        self._memory_budget = memory_budget
         self._progress = validate_progress(progress)
+        # Fixed by the caller, or learned from the link by each load.
+        self._part_size: int | None = storage_options.get("part_size")
+        self._parts_in_flight: int | None = storage_options.get("max_parts_in_flight")
+        self._link = LinkEstimate()
+        self._metadata_kept_at = 0.0
+        self.last_load: Any = None
+        """The last load's fetching (``PipelineStats``: budget, peak bytes held, part sizes, the link), or None."""
         # A filesystem of our own (not fsspec's shared instance), so this load's
         # constructor and its ranges are seen by no other load.
         super().__init__(_filesystem_url(checkpoint), reader=reader, skip_instance_cache=True, **storage_options)
@@ -134,6 +161,7 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         super().reset(None)
         if isinstance(self._reader_constructor, DCPOptimizedConstructor):
             self._reader_constructor.clear()
+        self.last_load = None
         if checkpoint_id:
             self._move_to(checkpoint_id)
             self._require_checkpoint()
@@ -152,11 +180,15 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         """
         if kwargs.get("rank") is None:
             self._metadata_failure = None
+            if time.monotonic() - self._metadata_kept_at > METADATA_KEPT_SECONDS:
+                self._use_sources({})
             try:
                 return self._read_metadata_file(*args, **kwargs)
             except Exception as exc:
                 self._metadata_failure = exc
                 raise
+            finally:
+                self._use_sources({})  # the bytes fetched with the check serve one read: later ones ask again
         failure = self._metadata_failure
         if failure is None:  # not torch's fallback after a failed read: read the per-rank file
             return self._read_metadata_file(*args, **kwargs)
@@ -176,17 +208,19 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
 
     def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
         # The plan read once: the DCP strategy gets its ranges from it, the
-        # report its sizes, and the files are read front to back in its order.
+        # report its sizes, and the files are read front to back in its order
+        # while the pipeline fetches them ahead.
         planned = PlannedLoad.of(plan, self.storage_data, self.path)
-        if isinstance(self._reader_constructor, DCPOptimizedConstructor):
-            self._reader_constructor.set_ranges(planned.ranges_by_object)
-        with LoadReport(planned, self.filesystem, self._progress) as report:
+        with LoadReport(planned, self.filesystem, self._progress) as report, self._pipeline(planned) as pipeline:
             if not self._atomic:
                 self._read_files(planned, report.watch(planner))
             else:
                 staged = StagedLoad(planner)
                 self._read_files(planned, report.watch(staged))
                 staged.commit()
+        self._use_sources({})
+        if pipeline is not None:
+            self.last_load = pipeline.stats
         logger.info("%s", report.summary())
         done: Future[None] = Future()
         done.set_result(None)
@@ -218,6 +252,29 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
     def _read_one_file(self, file_plan: LoadPlan, planner: LoadPlanner) -> None:
         super().read_data(file_plan, planner).wait()
 
+    def _pipeline(self, planned: PlannedLoad) -> contextlib.AbstractContextManager[LoadPipeline | None]:
+        """The load's fetching ahead, for the DCP strategy (others fetch their own way): nothing to do otherwise."""
+        constructor = self._reader_constructor
+        if not isinstance(constructor, DCPOptimizedConstructor):
+            return contextlib.nullcontext()
+        constructor.set_ranges(planned.ranges_by_object)
+        pipeline = LoadPipeline(
+            planned,
+            self.filesystem,
+            budget=self._memory_budget,
+            readers=min(self._files_in_flight, max(1, len(planned.files))),
+            max_gap_size=gap_for_link(constructor.given_options, self._link),
+            link=self._link,
+            part_size=self._part_size,
+            max_parts_in_flight=self._parts_in_flight,
+        )
+        self._use_sources(pipeline.sources, pipeline.max_gap_size)
+        return pipeline
+
+    def _use_sources(self, sources: dict[str, Any], max_gap_size: float | None = None) -> None:
+        if isinstance(self._reader_constructor, DCPOptimizedConstructor):
+            self._reader_constructor.set_sources(sources, max_gap_size)
+
     def _require_checkpoint(self) -> None:
         """Fail now, not inside torch's collective, when nothing is stored at the path.
 
@@ -229,8 +286,13 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         fs = self.filesystem
         location = object_uri(self.path)
         bucket, key, _ = fs.split_path(f"{location}/{_METADATA_FILE}")
+        # A GET of its first bytes rather than a HEAD: the answer that says the checkpoint is there
+        # also brings .metadata (all of it, when small), which torch reads next.
+        transport = fs.object_transport(bucket, key, link_estimate=self._link)
         try:
-            fs.object_transport(bucket, key, first_get_size=0).get_object_info()
+            transport.get_object_info()
+            self._use_sources({f"{location}/{_METADATA_FILE}": transport})
+            self._metadata_kept_at = time.monotonic()
             return
         except FileNotFoundError:
             pass
