@@ -34,7 +34,7 @@ from .plan import (
     range_groups,
 )
 from .transport.fetch_ahead import AheadObject, FetchAhead, PlannedSpan
-from .transport.link_estimate import LinkEstimate, part_size_for
+from .transport.link_estimate import LinkEstimate, LinkSample, PartPlan, fit_to_link
 from .units import format_bytes
 
 logger = logging.getLogger(__name__)
@@ -44,27 +44,18 @@ MIB = 1024 * 1024
 DEFAULT_MEMORY_BUDGET = 256 * MIB
 """Bytes a load holds in flight and received ahead of torch, at most (besides what it loads into)."""
 
-SMALLEST_PART = 4 * MIB
-"""Parts no smaller than this, whatever the link: below it, the requests' own cost shows (on the server too)."""
-
-LARGEST_PART = 64 * MIB
-
-FIRST_PART = 8 * MIB
-"""The part size before any response has timed the link."""
-
-MOST_PARTS_IN_FLIGHT = 16
-"""GETs in flight at most (besides those a reader waits for): enough for ~1.4 GB/s at 90 MB/s per connection."""
-
 
 @dataclass(frozen=True)
 class PipelineStats:
     """What one load's fetching did: for the log, and for tests that hold it to its budget."""
 
     budget: int
+    set_aside: int
+    """Of the budget, what is left for the tensors torch builds from the items: the largest item, per reader."""
     peak_held: int
     """The most bytes held at once: in flight, or received and not yet passed by torch."""
-    part_sizes: tuple[int, ...]
-    """The distinct part sizes cut, in the order first used."""
+    part_sizes: dict[int, int]
+    """How many parts of each size were cut."""
     link: LinkEstimate
 
 
@@ -91,11 +82,14 @@ class LoadPipeline:
     ) -> None:
         self.max_gap_size = max_gap_size
         self._link = link
-        self._fixed_part_size = part_size
-        self._fixed_in_flight = max_parts_in_flight
         self._budget = budget
-        self._part_sizes: dict[int, None] = {}
-        self._fetch = FetchAhead(budget, self._part_size, self._parts_in_flight, reserve=self._reserve(readers))
+        self._readers = readers
+        self._fixed = PartPlan(part_size or 0, max_parts_in_flight or 0)
+        # What torch builds from an item (its tensor) lives while the item's bytes still do: per reader,
+        # the largest item's worth of the budget is left for it.
+        largest_item = max((r.end - r.start for file in planned.files for r in file.ranges), default=0)
+        self._set_aside = readers * largest_item
+        self._fetch = FetchAhead(budget, self._plan, readers=readers, largest_item=largest_item)
         self.sources: dict[str, AheadObject] = {}
         for file in planned.files:
             bucket, key, version_id = filesystem.split_path(file.uri)
@@ -107,29 +101,12 @@ class LoadPipeline:
             ]
             self.sources[file.uri] = self._fetch.add(transport, spans)
 
-    def _reserve(self, readers: int) -> Any:
-        # Room kept for the parts readers wait for, so that fetching ahead cannot crowd them out of the budget.
-        return lambda: readers * self._part_size()
-
-    def _part_size(self) -> int:
-        if self._fixed_part_size is not None:
-            size = self._fixed_part_size
-        else:
-            sample = self._link.sample()
-            if sample.first_byte_latency is None or sample.connection_throughput is None:
-                size = FIRST_PART
-            else:
-                size = part_size_for(
-                    sample.first_byte_latency, sample.connection_throughput, least=SMALLEST_PART, most=LARGEST_PART
-                )
-            size = max(1, min(size, self._budget // 4 or size))  # several parts fit the budget
-        self._part_sizes.setdefault(size)
-        return size
-
-    def _parts_in_flight(self) -> int:
-        if self._fixed_in_flight is not None:
-            return self._fixed_in_flight
-        return max(1, min(MOST_PARTS_IN_FLIGHT, self._budget // max(1, self._part_size())))
+    def _plan(self) -> PartPlan:
+        """Part size and parts in flight: the storage options' where given, the link's otherwise."""
+        learned = fit_to_link(self._link.sample(), budget=self._budget, readers=self._readers)
+        return PartPlan(
+            self._fixed.part_size or learned.part_size, self._fixed.parts_in_flight or learned.parts_in_flight
+        )
 
     def __enter__(self) -> LoadPipeline:
         self._fetch.start()
@@ -143,14 +120,18 @@ class LoadPipeline:
 
     @property
     def stats(self) -> PipelineStats:
-        return PipelineStats(self._budget, self._fetch.peak_held, tuple(self._part_sizes), self._link)
+        return PipelineStats(
+            self._budget, self._set_aside, self._fetch.peak_held, dict(self._fetch.part_sizes), self._link
+        )
 
     def describe(self) -> str:
         stats = self.stats
-        parts = ", ".join(format_bytes(size) for size in stats.part_sizes) or "none"
+        parts = ", ".join(f"{count} x {format_bytes(size)}" for size, count in stats.part_sizes.items()) or "none"
+        rate = self._fetch.delivery_rate
+        delivered = f", {rate / 1e6:.0f} MB/s while GETs were in flight" if rate else ""
         return (
             f"fetched ahead within {format_bytes(stats.budget)} (peak {format_bytes(stats.peak_held)} held), "
-            f"parts of {parts}; {stats.link!r}"
+            f"parts of {parts}{delivered}; {stats.link!r}"
         )
 
 
@@ -164,6 +145,8 @@ def gap_for_link(given: Mapping[str, Any], link: LinkEstimate) -> float:
     if given.get("max_gap_size") is not None:
         return float(given["max_gap_size"])
     sample = link.sample()
+    if sample.responses < 2:  # the first response also paid for setting up the client: not the link's cost
+        sample = LinkSample(None, None, sample.responses)
     latency = given.get("first_byte_latency")
     if latency is None:
         latency = sample.first_byte_latency if sample.first_byte_latency is not None else DEFAULT_FIRST_BYTE_LATENCY

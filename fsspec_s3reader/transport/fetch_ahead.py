@@ -12,140 +12,64 @@ them, and hands each reader its range as the received chunks::
 
 Bytes are held from the moment a part is sent until its reader has moved past
 it (to an item that starts after the part's end) or closed its span. A reader
-that waits for a part not yet sent makes it go at once, over the budget if
-need be, so readers never wait for each other's bytes; that is all the budget
-is exceeded by. Until an object's first response has pinned its version, it
-has one GET in flight, as every stream does. Retries, resume and pinning are
-``ObjectRequests.get_part``'s.
+that waits for a part not yet sent makes it go at once, so readers never wait
+for each other's bytes; room for that is kept in the budget, which only a
+budget too small for the items being read exceeds. Until an object's first
+response has pinned its version, it has one GET in flight, as every stream
+does. Retries, resume and pinning are ``ObjectRequests.get_part``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import concurrent.futures
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
-from ..protocol import Chunk, ObjectInfo
+from .ahead_spans import AheadObject, AheadPart, AheadSpan, AheadStream, PlannedSpan
+from .link_estimate import PartPlan
 from .object_transport import S3ObjectTransport
 
-
-@dataclass(frozen=True)
-class PlannedSpan:
-    """A range its reader reads front to back, and the items in it: ``(start, end)`` pairs, sorted, not overlapping."""
-
-    start: int
-    end: int
-    items: tuple[tuple[int, int], ...]
-
-
-@dataclass(eq=False)
-class _Part:
-    span: _Span
-    start: int
-    end: int
-    received: concurrent.futures.Future[list[bytes]] | None = field(default_factory=concurrent.futures.Future)
-    """The part's chunks once they arrive; None once released, so that nothing keeps them alive."""
-    task: asyncio.Task[None] | None = None
-
-    @property
-    def released(self) -> bool:
-        return self.received is None
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
-
-
-class _Span:
-    """One planned span of one object: the parts cut from it so far, and who reads it."""
-
-    def __init__(self, source: AheadObject, planned: PlannedSpan) -> None:
-        self.source = source
-        self.start, self.end = planned.start, planned.end
-        self.item_ends = [end for _, end in planned.items]
-        self.item_starts = [start for start, _ in planned.items]
-        self.parts: list[_Part] = []
-        self.cut_to = planned.start
-        self.first_unreleased = 0
-        self.claimed = False
-        self.closed = False
-        self.demanded = False
-
-    def holds_from(self, position: int) -> int:
-        """Where the bytes its reader may still use begin, once it reads at ``position``: its item's start."""
-        index = bisect.bisect_right(self.item_ends, position)
-        return self.item_starts[index] if index < len(self.item_starts) else position
-
-
-class AheadObject:
-    """One object of a :class:`FetchAhead`: the reader's ``get_object_info`` and ``get_stream`` for it.
-
-    A stream asked for a planned span, once, gets the parts fetched ahead;
-    anything else (a stray read, a span read again after a failure) goes to
-    the object's transport, under the same version pin.
-    """
-
-    def __init__(self, fetch: FetchAhead, transport: S3ObjectTransport, spans: Sequence[PlannedSpan]) -> None:
-        self._fetch = fetch
-        self.transport = transport
-        self.spans = [_Span(self, planned) for planned in spans]
-        self._unclaimed = {(span.start, span.end): span for span in self.spans}
-        self.in_flight = 0
-        self.failed = False
-
-    def get_object_info(self) -> ObjectInfo:
-        return self.transport.get_object_info()
-
-    def get_stream(self, start: int, end: int) -> Iterator[Chunk]:
-        with self._fetch.lock:
-            span = self._unclaimed.pop((start, end), None)
-            if span is not None:
-                span.claimed = True
-        if span is None:
-            return self.transport.get_stream(start, end)
-        return _AheadStream(self._fetch, span)
-
-    def may_send(self) -> bool:
-        """One GET at a time until the version is pinned (so every part is of one version); none after a failure."""
-        return not self.failed and (self.transport.requests.pin_settled or self.in_flight == 0)
+__all__ = ["AheadObject", "AheadStream", "FetchAhead", "PlannedSpan"]
 
 
 class FetchAhead:
     """Fetches planned spans of many objects ahead of their readers, within ``budget`` bytes held.
 
-    ``part_size()`` is asked each time a part is cut, so parts follow what the
-    link has shown so far; at most ``max_parts_in_flight()`` GETs run at once
-    besides those a reader waits for, and ``reserve()`` bytes of the budget are
-    kept for those (one part per reader). ``add`` every object, then
-    ``start``; ``close`` cancels what is still in flight.
+    ``sizing()`` is asked each time a part is cut, so parts follow what the
+    link has shown so far. Each of the ``readers`` may need, besides what is
+    fetched ahead, the item it is on (up to ``largest_item`` bytes, as parts
+    it waits for) and as much again for what it builds from them (torch's
+    tensor): that much of the budget is kept for each, and the rest is
+    fetched ahead. So the bytes held, and what the readers build, stay
+    within the budget whenever it holds that much. ``add`` every object,
+    then ``start``; ``close`` cancels what is still in flight.
     """
 
-    def __init__(
-        self,
-        budget: int,
-        part_size: Callable[[], int],
-        max_parts_in_flight: Callable[[], int],
-        *,
-        reserve: Callable[[], int] = lambda: 0,
-    ) -> None:
+    def __init__(self, budget: int, sizing: Callable[[], PartPlan], *, readers: int = 1, largest_item: int = 0) -> None:
         self.lock = threading.Condition()
         self._budget = budget
-        self._part_size = part_size
-        self._max_in_flight = max_parts_in_flight
-        self._reserve = reserve
+        self._readers = readers
+        self._largest_item = largest_item
+        self._sizing = sizing
         self._objects: list[AheadObject] = []
-        self._spans: list[_Span] = []
+        self._spans: list[AheadSpan] = []
         self._cursor = 0  # the first span in read order that may still have parts to cut
-        self._demanded: deque[_Span] = deque()
+        self._demanded: deque[AheadSpan] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.held = 0
         """Bytes sent for and not yet released: in flight, or received and not yet passed by their reader."""
         self.peak_held = 0
         self.in_flight = 0
+        self.part_sizes: dict[int, int] = {}
+        """How many parts of each size were cut."""
+        self.schedules = 0
+        """How many times the event loop looked for parts to send (for tests that wait for the fetch to settle)."""
+        self._received = 0
+        self._busy_seconds = 0.0
+        self._busy_since: float | None = None
         self._closed = False
 
     def add(self, transport: S3ObjectTransport, spans: Sequence[PlannedSpan]) -> AheadObject:
@@ -153,6 +77,14 @@ class FetchAhead:
         self._objects.append(added)
         self._spans.extend(added.spans)
         return added
+
+    @property
+    def delivery_rate(self) -> float | None:
+        """Bytes received per second while at least one GET was in flight; None before two parts arrived (for logs)."""
+        busy = self._busy_seconds + (time.monotonic() - self._busy_since if self._busy_since is not None else 0.0)
+        if sum(self.part_sizes.values()) < 2 or self._received == 0 or busy <= 0:
+            return None
+        return self._received / busy
 
     def start(self) -> None:
         if not self._objects:
@@ -172,9 +104,8 @@ class FetchAhead:
             parts = [part for span in self._spans for part in span.parts]
             for span in self._spans:
                 span.closed = True
-            self.lock.notify_all()
-        with self.lock:
             self._release(parts)
+            self.lock.notify_all()
         self._cancel(parts)
 
     # -- on the event loop ---------------------------------------------------------------
@@ -185,60 +116,67 @@ class FetchAhead:
 
     def _schedule(self) -> None:
         with self.lock:
+            self.schedules += 1
             parts = []
             while not self._closed and (part := self._next_part()) is not None:
                 parts.append(part)
+            self.lock.notify_all()
         assert self._loop is not None
         for part in parts:
             part.task = self._loop.create_task(self._get(part))
 
-    def _next_part(self) -> _Part | None:
+    def _next_part(self) -> AheadPart | None:
         """The next part to send, cut and counted; None when nothing may go now."""
+        plan = self._sizing()
         while self._demanded:  # a reader waits for these: they go whatever the budget
             span = self._demanded[0]
             if span.closed or span.cut_to >= span.end:
                 self._demanded.popleft()
                 continue
-            if not span.source.may_send():
+            if not span.source.may_send(ahead=False):
                 break
             self._demanded.popleft()
             span.demanded = False
-            return self._cut(span, self._size_of_next(span))
-        if self.in_flight >= self._max_in_flight():
+            return self._cut(span, self._size_of_next(span, plan))
+        if self.in_flight >= plan.parts_in_flight:
             return None
-        ahead_budget = self._budget - self._reserve()
+        kept_for_readers = self._readers * (2 * self._largest_item + plan.part_size)
+        ahead_budget = self._budget - kept_for_readers
         for index in range(self._cursor, len(self._spans)):
             span = self._spans[index]
             if span.closed or span.cut_to >= span.end:
                 if index == self._cursor:
                     self._cursor += 1
                 continue
-            if not span.source.may_send():
+            if not span.source.may_send(ahead=True):
                 continue  # waiting for its pin: a later object may go meanwhile
-            size = self._size_of_next(span)
+            size = self._size_of_next(span, plan)
             if self.held + size > ahead_budget:
                 return None  # in read order: nothing later jumps ahead of what does not fit
             return self._cut(span, size)
         return None
 
-    def _size_of_next(self, span: _Span) -> int:
-        size = max(1, self._part_size())
+    def _size_of_next(self, span: AheadSpan, plan: PartPlan) -> int:
+        size = max(1, plan.part_size)
         left = span.end - span.cut_to
         # No sliver of a part at the end of a span: a request costs the same for 1 KiB as for 1 MiB.
         return left if left <= size + size // 4 else size
 
-    def _cut(self, span: _Span, size: int) -> _Part:
-        part = _Part(span, span.cut_to, span.cut_to + size)
+    def _cut(self, span: AheadSpan, size: int) -> AheadPart:
+        part = AheadPart(span, span.cut_to, span.cut_to + size)
         span.cut_to = part.end
         span.parts.append(part)
         span.source.in_flight += 1
+        if self.in_flight == 0:
+            self._busy_since = time.monotonic()
         self.in_flight += 1
         self.held += part.size
         self.peak_held = max(self.peak_held, self.held)
+        self.part_sizes[size] = self.part_sizes.get(size, 0) + 1
         self.lock.notify_all()
         return part
 
-    async def _get(self, part: _Part) -> None:
+    async def _get(self, part: AheadPart) -> None:
         try:
             chunks = await part.span.source.transport.requests.get_part(part.start, part.end)
         except asyncio.CancelledError:
@@ -250,12 +188,17 @@ class FetchAhead:
             self._finished(part, chunks)
         self._schedule()
 
-    def _finished(self, part: _Part, outcome: list[bytes] | BaseException | None) -> None:
+    def _finished(self, part: AheadPart, outcome: list[bytes] | BaseException | None) -> None:
         """A GET is over: count it out and hand its chunks (or its error) to the reader, unless released."""
         with self.lock:
             source = part.span.source
             source.in_flight -= 1
             self.in_flight -= 1
+            if isinstance(outcome, list):
+                self._received += part.size
+            if self.in_flight == 0 and self._busy_since is not None:
+                self._busy_seconds += time.monotonic() - self._busy_since
+                self._busy_since = None
             received = part.received
             if isinstance(outcome, BaseException):
                 source.failed = True
@@ -263,10 +206,11 @@ class FetchAhead:
                     received.set_exception(outcome)
             elif outcome is not None and received is not None:
                 received.set_result(outcome)
+            self.lock.notify_all()
 
     # -- from the readers' threads -------------------------------------------------------
 
-    def part_at(self, span: _Span, index: int) -> _Part:
+    def part_at(self, span: AheadSpan, index: int) -> AheadPart:
         """The ``index``-th part of ``span``, sent now if it was not yet (its reader is waiting for it)."""
         with self.lock:
             while index >= len(span.parts):
@@ -279,7 +223,7 @@ class FetchAhead:
                 self.lock.wait()
             return span.parts[index]
 
-    def release_behind(self, span: _Span, position: int) -> None:
+    def release_behind(self, span: AheadSpan, position: int) -> None:
         """Its reader reads at ``position``: release the parts that end before the item it is on."""
         keep_from = span.holds_from(position)
         with self.lock:
@@ -291,10 +235,11 @@ class FetchAhead:
         if released:
             self._schedule_soon()
 
-    def close_span(self, span: _Span) -> None:
+    def close_span(self, span: AheadSpan) -> None:
         """Its reader is done with ``span``: release its parts, stop those in flight, cut no more."""
         with self.lock:
             span.closed = True
+            span.cut_to = span.end
             parts = span.parts[span.first_unreleased :]
             span.first_unreleased = len(span.parts)
             released = self._release(parts)
@@ -302,7 +247,7 @@ class FetchAhead:
         if released:
             self._schedule_soon()
 
-    def _release(self, parts: list[_Part]) -> int:
+    def _release(self, parts: list[AheadPart]) -> int:
         """Count ``parts`` as no longer held and let go of their chunks (under the lock)."""
         freed = 0
         for part in parts:
@@ -313,7 +258,7 @@ class FetchAhead:
         self.held -= freed
         return freed
 
-    def _cancel(self, parts: list[_Part]) -> None:
+    def _cancel(self, parts: list[AheadPart]) -> None:
         """Stop the GETs of ``parts`` still in flight (their bytes are no longer wanted)."""
         loop = self._loop
         if loop is None or loop.is_closed():
@@ -322,41 +267,3 @@ class FetchAhead:
             task = part.task
             if task is not None and not task.done():
                 loop.call_soon_threadsafe(task.cancel)
-
-
-class _AheadStream(Iterator[Chunk]):
-    """A planned span's bytes, part after part as they were fetched ahead; what a reader's ``get_stream`` returns."""
-
-    def __init__(self, fetch: FetchAhead, span: _Span) -> None:
-        self._fetch = fetch
-        self._span = span
-        self._next_part = 0
-        self._position = span.start
-        self._ready: deque[bytes] = deque()
-
-    def __next__(self) -> Chunk:
-        while not self._ready:
-            if self._position >= self._span.end:
-                raise StopIteration
-            part = self._fetch.part_at(self._span, self._next_part)
-            self._fetch.release_behind(self._span, self._position)
-            received = part.received
-            try:
-                if received is None:
-                    raise concurrent.futures.CancelledError(f"fetching {self._span.source.transport.uri} stopped")
-                chunks = received.result()
-            except BaseException:
-                self.close()
-                raise
-            self._ready.extend(chunks)
-            self._next_part += 1
-            self._position = part.end
-        return self._ready.popleft()
-
-    def close(self) -> None:
-        self._ready.clear()
-        self._fetch.close_span(self._span)
-
-    def __del__(self) -> None:
-        if not self._span.closed:
-            self.close()

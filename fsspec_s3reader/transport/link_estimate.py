@@ -1,21 +1,27 @@
-"""What the responses so far say about the link: how long a GET waits for its first byte, what one connection delivers.
+"""What the responses so far say about the link: how long a GET waits for its first byte, what one connection carries.
 
 A DCP load sizes its parts, its parts in flight and its coalescing gap from
 these rather than from constants fitted to one network. Every GET of a
 transport that carries an estimate records into it (``ObjectRequests``)::
 
     send ──── first byte ────────────── last byte
-         first_byte_latency   body_bytes / body_seconds = connection_throughput
+         first_byte_latency   body_bytes / body_seconds -> connection_throughput
 
-Both are medians of the recent responses, so one slow answer (a retry, a GET
-that queued behind others) moves them little. Bodies smaller than
-``SMALLEST_TIMED_BODY`` tell the latency only: their speed is mostly the
-request's own overhead.
+The latency is the shortest wait of the recent responses (a GET that queued
+behind others, at the server or on a busy client, waited longer than the
+link makes it). The very first response also paid for setting up the client,
+and counts only until another arrives. The throughput is the median of the
+first ``TIMED_BODIES`` long bodies: the pace a connection gets when a load's
+GETs travel together. Bodies smaller than ``SMALLEST_TIMED_BODY`` tell the
+latency only (their first bytes may arrive with the headers, and their pace
+is mostly the request's own overhead).
+
+``fit_to_link`` turns an estimate and a memory budget into how long each GET
+is and how many are in flight.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import threading
 from collections import deque
@@ -23,14 +29,25 @@ from dataclasses import dataclass
 
 MIB = 1024 * 1024
 
-SMALLEST_TIMED_BODY = 1 * MIB
+SMALLEST_TIMED_BODY = 4 * MIB
 """A body at least this long says how fast one connection delivers; a shorter one says little."""
 
+TIMED_BODIES = 4
+"""How many of the first long bodies say what one connection carries."""
+
 RECENT_RESPONSES = 32
-"""How many of the latest responses the medians are taken over: recent enough to follow the link, enough to be calm."""
+"""How many of the latest responses the latency is taken over: recent enough to follow the link."""
 
 PARTS_PER_WAIT = 4
 """A part takes this many first-byte waits to arrive: a connection then spends a fifth of its time waiting at most."""
+
+PARTS_IN_FLIGHT = 16
+"""GETs in flight at most, as the budget allows: 1.4 GB/s at 90 MB/s per connection."""
+
+SMALLEST_PART = 1 * MIB
+LARGEST_PART = 32 * MIB
+FIRST_PART = 8 * MIB
+"""The part size before any response has timed the link."""
 
 
 @dataclass(frozen=True)
@@ -38,33 +55,37 @@ class LinkSample:
     """The estimate at one moment: ``None`` where no response has told it yet."""
 
     first_byte_latency: float | None
-    """Seconds from sending a GET to its first byte (median of the recent responses)."""
+    """Seconds from sending a GET to its first byte: the shortest wait of the recent responses."""
     connection_throughput: float | None
-    """Bytes per second one connection delivered once its body flowed (median of the recent long bodies)."""
+    """Bytes per second a connection carried once its body flowed (the median of the first long bodies)."""
     responses: int
     """Responses recorded so far."""
 
 
 class LinkEstimate:
-    """Medians of the recent responses' time to first byte and per-connection throughput; safe across threads."""
+    """The recent responses' shortest time to first byte, the first long bodies' throughput; safe across threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._latencies: deque[float] = deque(maxlen=RECENT_RESPONSES)
-        self._throughputs: deque[float] = deque(maxlen=RECENT_RESPONSES)
+        self._first_latency: float | None = None
+        self._throughputs: list[float] = []
         self._responses = 0
 
     def record(self, first_byte_seconds: float, body_bytes: int, body_seconds: float) -> None:
         """One response: its wait for the first byte, and how long its body of ``body_bytes`` took to arrive."""
         with self._lock:
             self._responses += 1
-            self._latencies.append(max(0.0, first_byte_seconds))
-            if body_bytes >= SMALLEST_TIMED_BODY and body_seconds > 0:
+            if self._responses == 1:
+                self._first_latency = max(0.0, first_byte_seconds)
+            else:
+                self._latencies.append(max(0.0, first_byte_seconds))
+            if body_bytes >= SMALLEST_TIMED_BODY and body_seconds > 0 and len(self._throughputs) < TIMED_BODIES:
                 self._throughputs.append(body_bytes / body_seconds)
 
     def sample(self) -> LinkSample:
         with self._lock:
-            latency = statistics.median(self._latencies) if self._latencies else None
+            latency = min(self._latencies) if self._latencies else self._first_latency
             throughput = statistics.median(self._throughputs) if self._throughputs else None
             return LinkSample(latency, throughput, self._responses)
 
@@ -75,13 +96,36 @@ class LinkEstimate:
         return f"<LinkEstimate first byte {latency}, {throughput} per connection, {sample.responses} responses>"
 
 
-def part_size_for(first_byte_latency: float, connection_throughput: float, *, least: int, most: int) -> int:
-    """A part long enough that a connection waits for its first byte at most a fifth of the time, in whole MiB.
+@dataclass(frozen=True)
+class PartPlan:
+    """How a load fetches now: this many bytes per GET, at most this many GETs in flight."""
 
-    ``PARTS_PER_WAIT`` first-byte waits' worth of bytes at the connection's
-    throughput, kept within ``[least, most]``: a link with 20 ms to the first
-    byte and 90 MB/s per connection gets 7 MiB parts, one with 50 ms, 17 MiB.
+    part_size: int
+    parts_in_flight: int
+
+
+def fit_to_link(sample: LinkSample, *, budget: int, readers: int) -> PartPlan:
+    """The part size that suits the link, and the parts in flight, for a load of ``readers`` within ``budget`` bytes.
+
+    A part is long enough that a connection waits for its first byte at
+    most a fifth of the time: ``PARTS_PER_WAIT`` waits' worth of bytes at the
+    pace a connection gets (7 MiB at 20 ms and 90 MB/s, 17 MiB at 50 ms).
+    Where memory allows, it is longer still, up to the budget's share of one
+    part when ``PARTS_IN_FLIGHT`` travel and each reader holds about three
+    (fewer requests: they cost the client, the server and the bill); always
+    within ``[SMALLEST_PART, LARGEST_PART]``. ``FIRST_PART`` until a response
+    has timed the link.
+
+    Up to ``PARTS_IN_FLIGHT`` parts are in flight, as many as the budget
+    holds: on a link that one connection cannot fill, throughput grows with
+    the connections; on one whose server or proxy is the limit, the
+    connections share it and more of them cost only their requests.
     """
-    wanted = PARTS_PER_WAIT * first_byte_latency * connection_throughput
-    whole_mib = max(1, math.ceil(wanted / MIB)) * MIB
-    return max(least, min(most, whole_mib))
+    share = budget // (PARTS_IN_FLIGHT + 3 * readers)
+    latency, throughput = sample.first_byte_latency, sample.connection_throughput
+    if latency is None or throughput is None:
+        size = FIRST_PART
+    else:
+        size = max(share, int(PARTS_PER_WAIT * latency * throughput))
+    whole_mib = (size // MIB) * MIB
+    return PartPlan(max(SMALLEST_PART, min(LARGEST_PART, whole_mib)), PARTS_IN_FLIGHT)
