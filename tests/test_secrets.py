@@ -63,6 +63,8 @@ def test_a_load_with_retries_and_failures_logs_no_secret_at_debug(
     dcp.load(target, storage_reader=storage_reader)
     assert_same_state(target, state)
 
+    S3ReaderFileSystem(skip_instance_cache=True, **proxied).ls(bucket)  # s3fs's own call: botocore logs it, signed
+
     fault_proxy.reset()
     failing = S3ReaderFileSystem(read_attempts=2, skip_instance_cache=True, **proxied)
     reader = failing.open(f"{bucket}/ckpt/.metadata", "rb")
@@ -76,7 +78,7 @@ def test_a_load_with_retries_and_failures_logs_no_secret_at_debug(
         if not record.name.startswith(SERVER_LOGGERS)
     )
     assert "GET s3://" in logged and "retrying" in logged  # the transport's own lines were captured
-    assert "Authorization" in logged  # and botocore's request lines, masked
+    assert "Authorization" in logged  # and botocore's request lines (s3fs's listing), masked
     assert_no_secret(logged, "the DEBUG log")
     assert_no_secret(str(caught.value) + repr(caught.value) + str(caught.value.__cause__), "the error")
     for thing in (failing, reader, storage_reader, storage_reader.filesystem, storage_reader.reader_constructor):

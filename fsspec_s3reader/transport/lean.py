@@ -55,6 +55,7 @@ _LEAN_PARAMETERS = frozenset(
     {"Bucket", "Key", "VersionId", "Range", "IfMatch", "RequestPayer"}
     | {"SSECustomerAlgorithm", "SSECustomerKey", "SSECustomerKeyMD5"}
 )
+_METHODS = {"GET": "get_object", "HEAD": "head_object"}
 _REGION_ERRORS = frozenset({"PermanentRedirect", "TemporaryRedirect", "AuthorizationHeaderMalformed"})
 
 
@@ -124,8 +125,16 @@ class HttpClients:
     finalizer can close them without keeping the filesystem alive.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, counter: TransferCounter) -> None:
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        # A request counts once its headers are on the wire: one cancelled before that
+        # (a part no longer wanted) never reached the server, and is not counted.
+        self._tracing = aiohttp.TraceConfig()
+        self._tracing.on_request_headers_sent.append(self._count)
+        self._counter = counter
+
+    async def _count(self, session: Any, context: Any, sent: aiohttp.TraceRequestHeadersSentParams) -> None:
+        self._counter.record_request(_METHODS.get(sent.method, "other"))
 
     def for_running_loop(self, connector: Callable[[], aiohttp.TCPConnector]) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -133,7 +142,9 @@ class HttpClients:
         if session is None or session.closed:
             # no trust_env: it would read the environment's proxies and netrc again for every
             # request; a bucket behind a proxy goes through botocore instead (_ask_botocore)
-            session = self._sessions[loop] = aiohttp.ClientSession(connector=connector(), auto_decompress=False)
+            session = self._sessions[loop] = aiohttp.ClientSession(
+                connector=connector(), auto_decompress=False, trace_configs=[self._tracing]
+            )
         return session
 
     def forget(self) -> None:
@@ -168,7 +179,7 @@ class LeanCalls:
         self._client_kwargs = dict(client_kwargs)
         self._connections = connections
         self._buckets: dict[str, _Bucket | None] = {}  # None: this bucket goes through the fallback
-        self.http_clients = HttpClients()
+        self.http_clients = HttpClients(counter)
         self._pid = os.getpid()
 
     @property
@@ -191,7 +202,6 @@ class LeanCalls:
         url = URL(
             bucket.origin + path + (f"?versionId={quote(query['versionId'], safe='')}" if query else ""), encoded=True
         )
-        self._counter.record_request(method)
         response = await self._http().request(verb, url, headers=headers, allow_redirects=False)
         if response.status >= 300:
             error = await self._error(response, operation)
