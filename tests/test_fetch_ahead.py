@@ -74,9 +74,9 @@ def test_every_span_of_every_object_arrives_bit_for_bit_one_request_per_part(
                 assert _read(sources[path], start, end) == data[start:end]
     finally:
         fetch.close()
-    # 2200 -> 1000 + 1200 (no GET for a sliver of 200); 100 -> 100; 4000 -> 4 x 1000
-    assert fetch.part_sizes == {1000: 3 * (1 + 4), 1200: 3, 100: 3}
-    assert fs.stats.get_requests == 3 * 7
+    # 2200 -> 1000 + 1000 + 200; 100 -> 100; 4000 -> 4 x 1000: ceil(span / part) GETs each
+    assert fetch.part_sizes == {1000: 3 * (2 + 4), 200: 3, 100: 3}
+    assert fs.stats.get_requests == 3 * 8
     assert fs.stats.bytes_fetched == 3 * (2200 + 100 + 4000)
     assert fs.stats.head_requests == 0
 
@@ -238,3 +238,19 @@ def test_a_part_that_fails_for_good_reaches_its_reader_and_nothing_more_is_fetch
     finally:
         fetch.close()
     assert len(fault_proxy.requests_of("GET")) == 2
+
+
+def test_a_span_read_through_a_gap_hands_out_the_parts_inside_the_gap_too(
+    fs: S3ReaderFileSystem, objects: dict[str, bytes]
+) -> None:
+    path, data = next(iter(objects.items()))
+    fetch = _fetch(budget=10**9)
+    bucket, key, _ = fs.split_path(path)
+    items = ((0, 1500), (8000, SIZE))  # parts [2000, 3000) ... [7000, 8000) hold only gap bytes
+    source = fetch.add(fs.object_transport(bucket, key), [PlannedSpan(0, SIZE, items)])
+    fetch.start()
+    try:
+        assert _read(source, 0, SIZE) == data
+    finally:
+        fetch.close()
+    assert fetch.held == 0

@@ -73,6 +73,16 @@ def test_full_and_partial_loads_are_bit_for_bit_with_files_in_flight_and_a_small
     assert reader.last_load is not None and sum(reader.last_load.part_sizes.values()) > 3 * files_in_flight
 
 
+def test_a_partial_load_that_reads_its_gaps_through_gets_every_part_of_them(
+    saved: tuple[str, dict], storage_options: dict
+) -> None:
+    uri, state = saved
+    options = {**SMALL, "max_gap_size": math.inf}  # one span per file: many parts hold only skipped bytes
+    reader = S3StorageReader(uri, memory_budget=4 * MIB, **options, **storage_options)
+    target = _load(reader, {"model": blank_like(state["model"])})
+    assert_same_state(target, {"model": state["model"]})
+
+
 @pytest.mark.parametrize("files_in_flight", [1, 2, 3])
 def test_the_bytes_held_stay_within_the_budget_less_what_torch_builds(
     saved: tuple[str, dict], storage_options: dict, files_in_flight: int

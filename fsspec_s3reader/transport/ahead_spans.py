@@ -73,9 +73,12 @@ class AheadSpan:
         self.demanded = False
 
     def holds_from(self, position: int) -> int:
-        """Where the bytes its reader may still use begin, once it reads at ``position``: its item's start."""
+        """Where the bytes its reader may still use begin, once it reads at ``position``: its item's start.
+
+        Never past ``position``: a reader in a gap skips the gap's bytes on its way to the next item.
+        """
         index = bisect.bisect_right(self.item_ends, position)
-        return self.item_starts[index] if index < len(self.item_starts) else position
+        return min(position, self.item_starts[index]) if index < len(self.item_starts) else position
 
 
 class AheadObject:

@@ -157,10 +157,8 @@ class FetchAhead:
         return None
 
     def _size_of_next(self, span: AheadSpan, plan: PartPlan) -> int:
-        size = max(1, plan.part_size)
-        left = span.end - span.cut_to
-        # No sliver of a part at the end of a span: a request costs the same for 1 KiB as for 1 MiB.
-        return left if left <= size + size // 4 else size
+        # As the transport cuts a range: whole parts, then what is left (ceil(span / part) GETs).
+        return min(max(1, plan.part_size), span.end - span.cut_to)
 
     def _cut(self, span: AheadSpan, size: int) -> AheadPart:
         part = AheadPart(span, span.cut_to, span.cut_to + size)
