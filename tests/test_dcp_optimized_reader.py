@@ -194,3 +194,17 @@ def test_an_item_whose_stream_failed_is_read_again_from_a_new_stream() -> None:
         read_item(reader, 20, 200)
     assert read_item(reader, 20, 200) == DATA[20:200]
     assert read_item(reader, 0, 20) == DATA[0:20]  # behind now: served as a stray read, still right
+
+
+def test_readinto_copies_long_pieces_exactly_wherever_the_read_starts_and_ends() -> None:
+    data = bytes((i * 31) % 256 for i in range(3 << 20))
+    items = [ItemRange(1000, (1 << 20) + 1000), ItemRange((2 << 20) + 7, (3 << 20) - 5)]
+    source = MemorySource(data, chunk_size=200 * 1024)  # whole chunks long enough to be copied unlocked
+    reader = DCPOptimizedS3Reader("bucket", "key", items, source.get_object_info, source.get_stream, max_gap_size=0)
+    for item in items:
+        for start, end in ((item.start, item.end), (item.start + 3, item.end - 70_000), (item.end - 10, item.end)):
+            buffer = bytearray(end - start + 16)  # longer than what is left of the item
+            reader.seek(start)
+            assert reader.readinto(memoryview(buffer)[: end - start]) == end - start
+            assert bytes(buffer[: end - start]) == data[start:end]
+            assert buffer[end - start :] == bytearray(16)  # nothing written past what was read

@@ -19,8 +19,11 @@ current stream and of the streams started ahead. When a group's stream
 opens, the streams of the groups after it start too, as many as fit in
 ``prefetch_bytes`` (and always the next one once the current group's last
 item is in memory), so small groups of a partial load travel side by side
-while torch deserializes. Reads within the current item may go anywhere
-(``torch.load`` seeks around inside an item); across items they go forward.
+while torch deserializes. Under ``S3StorageReader`` the streams come from
+the load pipeline, which has fetched every group ahead already (within the
+load's memory budget): starting one early only claims it. Reads within the
+current item may go anywhere (``torch.load`` seeks around inside an item);
+across items they go forward.
 
 Anything else - a read before the current item, in a gap, past the last item,
 or an item asked for twice out of order - is not an error: it is served with
@@ -31,11 +34,12 @@ a request, never a wrong byte or a failed load.
 from __future__ import annotations
 
 import bisect
+import ctypes
 import errno
 import logging
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..chunks import ChunkRun
 from ..errors import IncompleteObjectError
@@ -50,7 +54,7 @@ from ..plan import (
     range_groups,
 )
 from ..protocol import Chunk, GetObjectInfo, GetStream
-from .base import S3Reader, close_stream
+from .base import S3Reader, _as_byte_view, close_stream
 from .options import OptionCheck, byte_count_check
 from .ranged import RangedS3Reader
 
@@ -61,6 +65,9 @@ DEFAULT_PREFETCH_BYTES = 32 * 1024 * 1024
 
 
 check_prefetch_bytes = byte_count_check(0, "0 fetches only the next group ahead")
+
+UNLOCKED_COPY = 64 * 1024
+"""``bytes`` pieces at least this long are copied into a caller's buffer with the GIL released."""
 
 
 class DCPOptimizedS3Reader(S3Reader):
@@ -156,6 +163,38 @@ class DCPOptimizedS3Reader(S3Reader):
                 pieces.append(self._read_stray(start, served_to))
             start = served_to
         return pieces
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the current item, copying the long pieces with the GIL released.
+
+        ``torch.load`` reads each tensor's bytes with one ``readinto`` into a
+        storage it has just allocated; the copy then also takes the page
+        faults of that fresh memory. Done under the GIL it holds the event
+        loop up, which is receiving the next parts meanwhile, for as long;
+        ``ctypes.memmove`` releases the GIL while it copies a ``bytes`` piece.
+        """
+        self._check_open()
+        view = _as_byte_view(buffer)
+        length = self._available(self._position, len(view)) if len(view) else 0
+        if length == 0:
+            return 0
+        target = ctypes.c_char.from_buffer(view)  # holds the buffer while its address is used
+        address = ctypes.addressof(target)
+        filled = 0
+        for piece in self._serve(self._position, length):
+            piece_length = len(piece)
+            if filled + piece_length > length:
+                break  # a strategy bug: _check_length below says so, and nothing past the buffer is written
+            if type(piece) is bytes and piece_length >= UNLOCKED_COPY:
+                ctypes.memmove(address + filled, piece, piece_length)
+            else:
+                view[filled : filled + piece_length] = piece
+            filled += piece_length
+        del target
+        self._check_length(filled, length)
+        self._position += length
+        self._delivered(length)
+        return length
 
     def _release(self) -> None:
         self._close_stream()
