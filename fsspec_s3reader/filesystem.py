@@ -76,6 +76,19 @@ def _renew_shared_sessions_lock() -> None:
 
 os.register_at_fork(after_in_child=_renew_shared_sessions_lock)
 
+_COUNTERS: weakref.WeakSet[TransferCounter] = weakref.WeakSet()
+"""Every live filesystem's counter, so a forked child renews their locks before anything in it counts."""
+
+
+def _renew_counter_locks() -> None:
+    # A reader in the child may count bytes it already holds before the filesystem ever
+    # starts over (its loop property), and a parent thread may have held the lock at the fork.
+    for counter in list(_COUNTERS):
+        counter.renew_lock_after_fork()
+
+
+os.register_at_fork(after_in_child=_renew_counter_locks)
+
 
 def _shared_session(session_kwargs: dict[str, Any]) -> Any:
     """One aiobotocore session per distinct set of session options, for every filesystem of this process.
@@ -195,6 +208,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             pin_versions=bool(kwargs.get("version_aware", False)),
         )
         self._counter = TransferCounter()
+        _COUNTERS.add(self._counter)
         super().__init__(*args, **kwargs)
         protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
         self._object_calls = self._make_object_calls(max_requests_in_flight, lean_requests)
