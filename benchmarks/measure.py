@@ -43,6 +43,8 @@ class RunResult:
     """Our filesystems' ``fs.stats`` over the same run (None for everyone else)."""
     server_counts: dict[str, int] | None = None
     """What the counting server answered during the timed call (``RequestCounts``); on the counting server only."""
+    extras: dict[str, float] | None = None
+    """The trial's own numbers for this run (``Trial.extra_metrics``), read after the timed call."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -131,6 +133,7 @@ def measure(trial: Trial, endpoint: str, server_counts: Callable[[], RequestCoun
     if trial.counter is not None and counts_before is not None:
         client_counts = dataclasses.asdict(trial.counter.snapshot() - counts_before)
     own = _stats_delta(trial.own_stats(), own_before)
+    extras = trial.extra_metrics()
     trial.verify(result)
     return RunResult(
         endpoint=endpoint,
@@ -140,6 +143,7 @@ def measure(trial: Trial, endpoint: str, server_counts: Callable[[], RequestCoun
         client_counts=client_counts,
         own_stats=own,
         server_counts=dataclasses.asdict(server) if server is not None else None,
+        extras=extras,
     )
 
 

@@ -18,7 +18,12 @@ def write_plot(results: list[WorkloadRuns], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    panels = [(result, endpoint) for result in results for endpoint in result.timing_endpoints]
+    panels = [
+        (result, endpoint)
+        for result in results
+        for endpoint in result.timing_endpoints
+        if any(endpoint in summary.timings for summary in summarize_workload(result))  # a panel with bars
+    ]
     heights = [0.9 + 0.28 * len(result.contenders) for result, _ in panels]
     figure, axes = plt.subplots(
         len(panels), 1, figsize=(10, sum(heights)), gridspec_kw={"height_ratios": heights}, squeeze=False

@@ -76,6 +76,8 @@ class Summary:
     counts_agree: bool | None
     """Did the client-side counter and ``fs.stats`` (where there are any) tell what the server counted?"""
     as_shipped: bool = False
+    extras: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Medians of the trial's own numbers (``Workload.extra_columns``) over the measured runs on the first endpoint."""
 
     @property
     def requests(self) -> int | None:
@@ -99,6 +101,15 @@ def higher_floor(result: WorkloadRuns, endpoint: str) -> tuple[ContenderRuns, fl
         (c, _median_seconds(c.timed[endpoint])) for c in result.contenders if is_floor(c.kind) and c.timed.get(endpoint)
     ]
     return max(floors, key=lambda pair: pair[1]) if floors else None
+
+
+def _median_extras(runs: list[RunResult], metrics: tuple[tuple[str, str, str], ...]) -> dict[str, float]:
+    found = {}
+    for metric, _, _ in metrics:
+        values = [r.extras[metric] for r in runs if r.extras and metric in r.extras]
+        if values:
+            found[metric] = statistics.median(values)
+    return found
 
 
 def summarize_workload(result: WorkloadRuns) -> list[Summary]:
@@ -140,6 +151,7 @@ def summarize_workload(result: WorkloadRuns) -> list[Summary]:
                 cpu_ms_per_request=cpu * 1000 / requests if cpu is not None and requests else None,
                 counts_agree=runs.counted.counts_agree() if runs.counted is not None else None,
                 as_shipped=runs.key in shipped,
+                extras=_median_extras(base, result.workload.extra_columns),
             )
         )
     return summaries
@@ -182,7 +194,7 @@ def _columns(workload: Workload) -> list[str]:
     if workload.per_request_cpu:
         cells.append("CPU ms / request")
     cells.append("beyond state dict MiB (fresh)" if workload.fresh_memory else "peak RSS Δ MiB")
-    return [*cells, "client CPU s", "counts agree"]
+    return [*cells, *(heading for _, heading, _ in workload.extra_columns), "client CPU s", "counts agree"]
 
 
 def _header(result: WorkloadRuns) -> str:
@@ -217,6 +229,10 @@ def _row(summary: Summary, result: WorkloadRuns) -> str:
         cells.append(memory_cell(summary.fresh_beyond))
     else:
         cells.append(f"{summary.peak_rss_growth / MIB:.0f}" if summary.peak_rss_growth is not None else "-")
+    cells += [
+        form.format(summary.extras[metric]) if metric in summary.extras else "-"
+        for metric, _, form in workload.extra_columns
+    ]
     cells += [f"{summary.cpu_seconds:.2f}" if summary.cpu_seconds is not None else "-", _agreement(summary)]
     return "| " + " | ".join(cells) + " |"
 

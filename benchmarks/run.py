@@ -170,6 +170,8 @@ def _print_run(contender: Contender, endpoint: str, result: RunResult, note: str
         if counts is not None
         else note
     )
+    if result.extras:
+        counted += "  " + " ".join(f"{name} {value:.3g}" for name, value in result.extras.items())
     print(
         f"    {contender.key:<24} {endpoint:<8} {result.seconds:8.3f} s  cpu {result.cpu_seconds:6.2f}{counted}",
         flush=True,

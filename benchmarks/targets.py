@@ -108,6 +108,18 @@ def _fresh_memory(ours: str) -> Measure:
     return measure
 
 
+def _extra(ours: str, metric: str, form: str) -> Measure:
+    """One of the trial's own numbers (``Workload.extra_columns``), its median on the first timing endpoint."""
+
+    def measure(rows: dict[str, Summary], result: WorkloadRuns, sizes: dict[str, Any]) -> Measured | None:
+        row = rows.get(ours)
+        if row is None or metric not in row.extras:
+            return None
+        return Measured(row.extras[metric], form.format(row.extras[metric]))
+
+    return measure
+
+
 def _both(workload: str, what: str, bound: float, make: Callable[[str], Measure]) -> tuple[Target, Target]:
     """The same target on loopback and through the link."""
     return (
@@ -226,6 +238,18 @@ TARGETS: tuple[Target, ...] = (
         "DCP full load, defaults: peak RSS beyond the state dict in a fresh process (MiB)",
         256,
         _fresh_memory("dcp_optimized"),
+    ),
+    Target(
+        "throttle",
+        "a storm of 4 processes against a throttling endpoint, defaults: time vs GETs served / rate",
+        1.3,
+        _extra("adaptive", "vs_rate", "{:.2f}x"),
+    ),
+    Target(
+        "throttle",
+        "a storm of 4 processes against a throttling endpoint, defaults: share of GETs throttled",
+        0.2,
+        _extra("adaptive", "throttled", "{:.2f}"),
     ),
 )
 

@@ -60,6 +60,10 @@ class Trial(ABC):
         """Bytes of memory the result rightfully holds (a loaded state dict), for the fresh-process memory run."""
         return None
 
+    def extra_metrics(self) -> dict[str, float] | None:
+        """The last run's numbers beyond time and counts (a throttled share), named as ``Workload.extra_columns``."""
+        return None
+
 
 Build = Callable[[Context, Endpoint], Trial]
 
@@ -100,6 +104,9 @@ class Workload:
     """Also measure each contender's peak memory in a fresh process, one load per process (``measure_fresh``)."""
     uploads: bool = False
     """The workload writes: its table counts requests, not bytes fetched."""
+    extra_columns: tuple[tuple[str, str, str], ...] = ()
+    """``(metric, heading, format)`` of the table's extra columns (``"{:.0%}"``), each the median of
+    ``Trial.extra_metrics()[metric]`` over the measured runs on the first timing endpoint."""
 
     def contender(self, key: str) -> Contender:
         for contender in self.contenders:

@@ -39,6 +39,7 @@ from .transport import (
     S3Calls,
     S3ObjectTransport,
     TransportSettings,
+    endpoint_limiter,
 )
 from .transport.object_requests import ObjectRequests
 from .transport.whole_reads import download, read_range
@@ -76,6 +77,19 @@ def _renew_shared_sessions_lock() -> None:
 
 os.register_at_fork(after_in_child=_renew_shared_sessions_lock)
 
+_COUNTERS: weakref.WeakSet[TransferCounter] = weakref.WeakSet()
+"""Every live filesystem's counter, so a forked child renews their locks before anything in it counts."""
+
+
+def _renew_counter_locks() -> None:
+    # A reader in the child may count bytes it already holds before the filesystem ever
+    # starts over (its loop property), and a parent thread may have held the lock at the fork.
+    for counter in list(_COUNTERS):
+        counter.renew_lock_after_fork()
+
+
+os.register_at_fork(after_in_child=_renew_counter_locks)
+
 
 def _shared_session(session_kwargs: dict[str, Any]) -> Any:
     """One aiobotocore session per distinct set of session options, for every filesystem of this process.
@@ -101,6 +115,15 @@ _READ_FROM_THE_END = (".parquet", ".parq", ".pq")
 
 def _read_from_end(key: str) -> bool:
     return key.lower().endswith(_READ_FROM_THE_END)
+
+
+def _endpoint_of(endpoint_url: str | None, client_kwargs: dict[str, Any]) -> str:
+    """Which endpoint a filesystem's requests go to, as the key of its adaptive limiter."""
+    url = endpoint_url or client_kwargs.get("endpoint_url")
+    if url:
+        return str(url).rstrip("/")
+    region = client_kwargs.get("region_name")
+    return f"https://s3.{region}.amazonaws.com" if region else "https://s3.amazonaws.com"
 
 
 def _strategy_option_names() -> frozenset[str]:
@@ -149,6 +172,12 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
     max_requests_in_flight:
         How many requests this filesystem keeps in flight at once, all its
         files and ``cat``/``get`` calls together (default 64).
+    adaptive_concurrency:
+        Lower the requests in flight when the endpoint throttles (``503
+        SlowDown``) and raise them again as requests succeed, in one window
+        shared by every filesystem of this process that uses the same
+        endpoint, at most the largest ``max_requests_in_flight`` among them
+        (default True; False keeps this filesystem's own fixed limit only).
     lean_requests:
         Send GETs and HEADs as one signed HTTP request each, with the
         endpoint, addressing style, region and credentials botocore gives
@@ -175,6 +204,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         first_get_size: int = DEFAULT_FIRST_GET_SIZE,
         max_requests_in_flight: int = DEFAULT_MAX_REQUESTS_IN_FLIGHT,
         lean_requests: bool = True,
+        adaptive_concurrency: bool = True,
         **kwargs: Any,
     ) -> None:
         check_s3fs_options(kwargs)
@@ -188,20 +218,25 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             pin_versions=bool(kwargs.get("version_aware", False)),
         )
         self._counter = TransferCounter()
+        _COUNTERS.add(self._counter)
         super().__init__(*args, **kwargs)
         protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
-        self._object_calls = self._make_object_calls(max_requests_in_flight, lean_requests)
+        self._object_calls = self._make_object_calls(max_requests_in_flight, lean_requests, adaptive_concurrency)
 
-    def _make_object_calls(self, max_requests_in_flight: int, lean: bool) -> LimitedCalls:
-        if not isinstance(lean, bool):
-            raise TypeError(f"lean_requests must be True or False, got {lean!r}")
+    def _make_object_calls(self, max_requests_in_flight: int, lean: bool, adaptive: bool) -> LimitedCalls:
+        for name, value in (("lean_requests", lean), ("adaptive_concurrency", adaptive)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
         limiter = RequestLimiter(max_requests_in_flight)
         defaults = {**self.s3_additional_kwargs, **self.req_kw}
         calls: S3Calls = BotocoreCalls(self._client_for, lambda: self.loop, self._counter, defaults)
         if lean:
             calls = LeanCalls(calls, self._client_for, self._counter, defaults, self.client_kwargs, limiter.limit)
             weakref.finalize(self, calls.http_clients.close)  # its connections go when the filesystem does
-        return LimitedCalls(calls, limiter)
+        shared = (
+            endpoint_limiter(_endpoint_of(self.endpoint_url, self.client_kwargs), limiter.limit) if adaptive else None
+        )
+        return LimitedCalls(calls, limiter, shared)
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:

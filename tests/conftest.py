@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 
 from fsspec_s3reader import S3ReaderFileSystem
 from fsspec_s3reader.local_server import LocalS3Server
+from fsspec_s3reader.transport import limits
 
 # Every S3 call goes to the local server; make sure nothing reaches for real credentials or regions.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -27,6 +28,17 @@ settings.register_profile(
     "dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_endpoint_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with the process's adaptive windows unlearned.
+
+    The window of requests in flight to an endpoint is shared by the whole
+    process, on purpose; a test that made the fault proxy answer ``SlowDown``
+    would otherwise leave a smaller window to the tests after it.
+    """
+    monkeypatch.setattr(limits, "_ENDPOINT_LIMITERS", {})
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ _MODULE_OF = {
     "random_reads": "objects",
     "full_read": "objects",
     "small_objects": "objects",
+    "throttle": "throttle",
 }
 
 WORKLOAD_KEYS = tuple(_MODULE_OF)

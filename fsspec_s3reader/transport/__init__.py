@@ -7,7 +7,7 @@ event loop, and one HTTP request per call), which the filesystem provides.
 
 from .calls import BotocoreCalls, S3Calls
 from .lean import LeanCalls
-from .limits import LimitedCalls, RequestLimiter
+from .limits import AdaptiveLimiter, LimitedCalls, RequestLimiter, endpoint_limiter, is_throttling
 from .object_transport import (
     DEFAULT_FIRST_GET_SIZE,
     DEFAULT_MAX_PARTS_IN_FLIGHT,
@@ -21,6 +21,7 @@ DEFAULT_MAX_REQUESTS_IN_FLIGHT = 64
 """Requests one filesystem keeps in flight at once, all its files and calls together."""
 
 __all__ = [
+    "AdaptiveLimiter",
     "DEFAULT_FIRST_GET_SIZE",
     "DEFAULT_MAX_PARTS_IN_FLIGHT",
     "DEFAULT_MAX_REQUESTS_IN_FLIGHT",
@@ -32,5 +33,7 @@ __all__ = [
     "S3Calls",
     "S3ObjectTransport",
     "TransportSettings",
+    "endpoint_limiter",
+    "is_throttling",
     "split_into_parts",
 ]

@@ -44,7 +44,7 @@ async def read_body_into(chunks: list[bytes], body: Any, length: int, timeout: f
         # (asyncio.wait_for around every read would cost a task per piece,
         # ~30 us, thousands of times per part.)
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(loop.time() + 1.25 * timeout) as deadline:
+        async with asyncio.timeout_at(loop.time() + 1.25 * timeout) as deadline:
             moved_at = loop.time()
 
             def progress() -> None:

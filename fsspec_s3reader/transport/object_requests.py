@@ -110,6 +110,10 @@ class ObjectRequests:
         else:
             self._pin_callbacks.append(callback)
 
+    def renew_locks_after_fork(self) -> None:
+        """In a forked child: a parent thread may have held the pin's lock at the fork, and would never release it."""
+        self._pin_changed = threading.Condition()
+
     def _learn(self, response: dict[str, Any], size: int | None) -> None:
         """Keep what a response told us: the ETag to pin and, if known, the size."""
         with self._pin_changed:

@@ -14,6 +14,10 @@ fetched::
 While the ETag is not yet known, only the first GET is in flight; its response
 headers pin the ETag and the rest of the window opens at once, so all parts
 come from one version of the object.
+
+A stream survives a ``fork``: the parts in flight belong to the parent's event
+loop, which never runs in the child, so a child that reads on asks for them
+again on its own loop, under the same pin (``If-Match``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 from collections import deque
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -116,6 +121,7 @@ class S3ObjectTransport:
         )
         # The object's first bytes, received by the GET that told us its size.
         self._first_bytes = ChunkRun()
+        self._pid = os.getpid()
 
     @property
     def bucket(self) -> str:
@@ -154,6 +160,7 @@ class S3ObjectTransport:
         """
         if self._requests.info is None:
             self._refuse_the_event_loop()
+            self._start_over_after_fork()
             if self._settings.first_get_size > 0:
                 sync(self._calls.loop, self._get_first_bytes)
             if self._requests.info is None:
@@ -205,7 +212,19 @@ class S3ObjectTransport:
         except RuntimeError:
             coro.close()
             raise
+        self._start_over_after_fork()
         return asyncio.run_coroutine_threadsafe(coro, self._calls.loop)
+
+    def _start_over_after_fork(self) -> None:
+        """In a forked child, before its first request: renew the pin's lock, which a parent thread may have held.
+
+        What the parent learned (size, pin, first bytes) stays: the child's
+        GETs ask for the same version. ``self._calls.loop`` is the child's own
+        (the filesystem starts over after a fork).
+        """
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._requests.renew_locks_after_fork()
 
     def _refuse_the_event_loop(self) -> None:
         """Blocking on the requests' loop from inside it would wait forever: say so instead."""
@@ -228,6 +247,7 @@ class S3ObjectTransport:
         return self._settings.max_parts_in_flight if self.pin_settled else 1
 
     def _wait_for_pin(self, first_part: concurrent.futures.Future[list[bytes]]) -> None:
+        self._start_over_after_fork()
         first_part.add_done_callback(lambda _: self._requests.notify_pin_waiters())
         self._requests.wait_for_pin(first_part.done)
 
@@ -241,6 +261,7 @@ class _PartStream(Iterator[bytes]):
         self._next_part = 0
         self._in_flight: deque[concurrent.futures.Future[list[bytes]]] = deque()
         self._ready: deque[bytes] = deque()  # the chunks of the part being handed out
+        self._pid = os.getpid()  # whose event loop the futures in flight belong to
         self._fill_window()
 
     def __next__(self) -> bytes:
@@ -249,6 +270,7 @@ class _PartStream(Iterator[bytes]):
         return self._ready.popleft()
 
     def _next_part_chunks(self) -> list[bytes]:
+        self._ask_again_after_fork()
         if not self._in_flight:
             raise StopIteration
         if not self._transport.pin_settled and self._next_part < len(self._parts):
@@ -271,8 +293,30 @@ class _PartStream(Iterator[bytes]):
             self._in_flight.append(self._transport._submit_part(start, end))
             self._next_part += 1
 
+    def _ask_again_after_fork(self) -> None:
+        """In a forked child: forget the parent's parts in flight and ask for them again, on this process's loop.
+
+        Their futures would never complete here (nothing runs the parent's
+        loop in the child), so waiting on one would hang for good. They are
+        dropped, not cancelled (cancelling would reach into the parent's
+        loop), and not read even when done: a future's lock may have been held
+        by the parent's loop thread at the fork. Bytes already handed out, and
+        the part being handed out (``_ready``), stay.
+        """
+        if self._pid == os.getpid():
+            return
+        logger.debug(
+            "%s: forked with %d parts in flight; asking for them again", self._transport.uri, len(self._in_flight)
+        )
+        self._pid = os.getpid()
+        self._next_part -= len(self._in_flight)
+        self._in_flight = deque()
+        self._fill_window()
+
     def close(self) -> None:
         """Stop fetching: the caller closed the file or moved elsewhere."""
+        if self._pid != os.getpid():
+            self._in_flight = deque()  # the parent's: not this process's to cancel
         while self._in_flight:
             self._in_flight.pop().cancel()
         self._next_part = len(self._parts)
