@@ -22,6 +22,7 @@ from fsspec.asyn import get_loop
 from s3fs import S3FileSystem
 
 from .constructor import ReaderConstructor, make_constructor, reader_option_names
+from .protocol import ObjectInfo
 from .readers.base import S3Reader
 from .redaction import protect_secrets
 from .retry import DEFAULT_READ_ATTEMPTS, DEFAULT_READ_TIMEOUT, DEFAULT_RETRY_BACKOFF, RetryPolicy
@@ -307,6 +308,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         request_kwargs: dict[str, Any] | None = None,
         calls: S3Calls | None = None,
         read_from_end: bool = False,
+        listed: ObjectInfo | None = None,
         **settings: Any,
     ) -> S3ObjectTransport:
         """The source a reader of ``s3://bucket/key`` is built on: ``get_object_info`` and ``get_stream``.
@@ -314,7 +316,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         ``settings`` override this filesystem's :class:`TransportSettings`
         (``part_size=...``); ``calls`` replaces how requests are sent (a
         wrapper around :attr:`object_calls`, say, in a test); ``read_from_end``
-        makes the first GET ask for the object's last bytes.
+        makes the first GET ask for the object's last bytes; ``listed`` is
+        what a listing said of the object (its size), taken instead of a first
+        request.
         """
         chosen = dataclasses.replace(self._transport_settings, **settings) if settings else self._transport_settings
         return S3ObjectTransport(
@@ -325,7 +329,25 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             settings=chosen,
             request_kwargs=request_kwargs,
             read_from_end=read_from_end,
+            listed=listed,
         )
+
+    def _listed_info(self, path: str) -> ObjectInfo | None:
+        """The size and ETag of ``path`` from a listing this filesystem keeps (``ls``, ``find``), if it has one.
+
+        A file opened after its directory was listed (a dataset opening the
+        files it found, say) then sends nothing until its first read, and that
+        read asks for the very bytes it wants. As with s3fs, ``invalidate_cache()``
+        forgets the listings.
+        """
+        try:
+            entries = self._ls_from_cache(path)
+        except FileNotFoundError:
+            return None
+        for entry in entries or ():
+            if entry.get("name") == path and entry.get("type") == "file" and isinstance(entry.get("size"), int):
+                return ObjectInfo(size=entry["size"], etag=entry.get("ETag"))
+        return None
 
     def _object_requests(self, path: str, version_id: str | None, request_kwargs: dict[str, Any]) -> ObjectRequests:
         bucket, key, path_version_id = self.split_path(path)
@@ -470,8 +492,14 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             constructor = self._reader_constructor
         else:
             constructor = make_constructor(reader if reader is not None else self._reader_constructor.name, options)
+        version = version_id or path_version_id
         transport = self.object_transport(
-            bucket, key, version_id or path_version_id, request_kwargs=kwargs, read_from_end=_read_from_end(key)
+            bucket,
+            key,
+            version,
+            request_kwargs=kwargs,
+            read_from_end=_read_from_end(key),
+            listed=None if version else self._listed_info(f"{bucket}/{key}"),
         )
         logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))
         opened = constructor(bucket, key, transport.get_object_info, transport.get_stream)

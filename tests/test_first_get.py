@@ -9,7 +9,7 @@ from file_model import assert_behaves_like_bytesio, object_bytes, operations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fsspec_s3reader import S3ReaderFileSystem
+from fsspec_s3reader import ObjectChangedError, S3ReaderFileSystem
 
 DATA = bytes(range(256)) * 1024  # 256 KiB
 
@@ -83,3 +83,45 @@ def test_range_based_over_a_first_get_matches_bytesio(
     fs.pipe_file(f"{bucket}/object.bin", data)
     with fs.open(f"{bucket}/object.bin", "rb") as f:
         assert_behaves_like_bytesio(f, data, ops)
+
+
+def test_a_file_opened_after_its_listing_sends_nothing_until_its_first_read(storage_options: dict, bucket: str) -> None:
+    fs = _fs(storage_options, 64 * 1024)
+    fs.pipe_file(f"{bucket}/listed/data.parquet", DATA)  # read from the end when its size is unknown
+    fs.ls(f"{bucket}/listed")
+    fs.reset_stats()
+    f = fs.open(f"{bucket}/listed/data.parquet", "rb", reader="range_based", buffer_size=0)
+    assert (fs.stats.get_requests, fs.stats.head_requests) == (0, 0)
+    assert f.size == len(DATA)
+    f.seek(-1000, 2)
+    assert f.read() == DATA[-1000:]
+    f.seek(10)
+    assert f.read(100) == DATA[10:110]
+    f.close()
+    assert (fs.stats.get_requests, fs.stats.head_requests) == (2, 0)
+    assert fs.stats.bytes_fetched == 1100  # each read asked for its own bytes: no first GET of 64 KiB
+
+
+def test_a_file_that_changed_length_since_its_listing_raises_naming_the_cache(
+    storage_options: dict, bucket: str
+) -> None:
+    fs = _fs(storage_options, 64 * 1024)
+    fs.pipe_file(f"{bucket}/listed/grown", DATA)
+    fs.find(f"{bucket}/listed", detail=True)
+    _fs(storage_options, 64 * 1024).pipe_file(f"{bucket}/listed/grown", DATA + b"more")  # behind the listing's back
+    with fs.open(f"{bucket}/listed/grown", "rb") as f, pytest.raises(ObjectChangedError, match="invalidate_cache"):
+        f.read()
+    fs.invalidate_cache()
+    with fs.open(f"{bucket}/listed/grown", "rb") as f:
+        assert f.read() == DATA + b"more"
+
+
+def test_a_file_rewritten_with_the_same_length_since_its_listing_is_read_whole_from_one_version(
+    storage_options: dict, bucket: str
+) -> None:
+    fs = _fs(storage_options, 64 * 1024, reader="sequential", part_size=64 * 1024)
+    fs.pipe_file(f"{bucket}/listed/same", DATA)
+    fs.ls(f"{bucket}/listed")
+    _fs(storage_options, 64 * 1024).pipe_file(f"{bucket}/listed/same", DATA[::-1])
+    with fs.open(f"{bucket}/listed/same", "rb") as f:
+        assert f.read() == DATA[::-1]

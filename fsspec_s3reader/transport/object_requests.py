@@ -78,6 +78,7 @@ class ObjectRequests:
         self._pin_versions = pin_versions
         self._request_kwargs_extra = request_kwargs
         self.info: ObjectInfo | None = None
+        self._info_listed = False  # ``info`` came from a listing, not from a response: the first response checks it
         self._pinned_etag: str | None = None
         self._pinned_version: str | None = None
         # Settled once a response told us the ETag (or that there is none);
@@ -114,9 +115,21 @@ class ObjectRequests:
         """In a forked child: a parent thread may have held the pin's lock at the fork, and would never release it."""
         self._pin_changed = threading.Condition()
 
+    def assume_listed(self, info: ObjectInfo) -> None:
+        """Take the size (and ETag) a listing gave, so that opening the object sends nothing.
+
+        The first response checks the size: an object that grew or shrank
+        since it was listed raises :class:`ObjectChangedError` rather than
+        being read to the listed length.
+        """
+        self.info = info
+        self._info_listed = True
+
     def _learn(self, response: dict[str, Any], size: int | None) -> None:
         """Keep what a response told us: the ETag to pin and, if known, the size."""
         with self._pin_changed:
+            if self._info_listed and size is not None:
+                self._check_listed_size(response, size)
             if self.info is None and size is not None:
                 self.info = ObjectInfo(size=size, etag=response.get("ETag"), version_id=response.get("VersionId"))
             if not self.pin_settled:
@@ -131,6 +144,18 @@ class ObjectRequests:
         callbacks, self._pin_callbacks = self._pin_callbacks, []
         for callback in callbacks:
             callback()
+
+    def _check_listed_size(self, response: dict[str, Any], size: int) -> None:
+        assert self.info is not None
+        self._info_listed = False
+        if size != self.info.size:
+            raise ObjectChangedError(
+                errno.ESTALE,
+                f"{self.uri} holds {size} bytes, but the listing it was opened from said {self.info.size}: "
+                "it changed since it was listed; call fs.invalidate_cache() and reopen it",
+            )
+        if response.get("ETag") != self.info.etag:  # the same length, but a version written after the listing
+            self.info = ObjectInfo(size=size, etag=response.get("ETag"), version_id=response.get("VersionId"))
 
     # -- requests --------------------------------------------------------------------
 

@@ -105,6 +105,7 @@ class S3ObjectTransport:
         settings: TransportSettings | None = None,
         request_kwargs: dict[str, Any] | None = None,
         read_from_end: bool = False,
+        listed: ObjectInfo | None = None,
     ) -> None:
         self._calls = calls
         self._read_from_end = read_from_end
@@ -119,6 +120,8 @@ class S3ObjectTransport:
             request_kwargs=dict(request_kwargs or {}),
             link_estimate=self._settings.link_estimate,
         )
+        if listed is not None and version_id is None:
+            self._requests.assume_listed(listed)
         # The object's first bytes, received by the GET that told us its size.
         self._first_bytes = ChunkRun()
         self._pid = os.getpid()
