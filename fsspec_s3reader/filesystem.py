@@ -14,6 +14,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -127,6 +128,18 @@ def _endpoint_of(endpoint_url: str | None, client_kwargs: dict[str, Any]) -> str
     return f"https://s3.{region}.amazonaws.com" if region else "https://s3.amazonaws.com"
 
 
+_DESCRIBED_FOR_SECONDS = 2.0
+"""How long the answer of ``info`` stands in for an open's first request: the ``isfile`` before an ``open``."""
+_DESCRIBED_AT_MOST = 1024
+
+
+def _object_info_of(details: dict[str, Any]) -> ObjectInfo | None:
+    """What an fsspec listing or ``info`` entry says of an object, if it describes one."""
+    if details.get("type") != "file" or not isinstance(details.get("size"), int):
+        return None
+    return ObjectInfo(size=details["size"], etag=details.get("ETag"))
+
+
 def _strategy_option_names() -> frozenset[str]:
     """Options that belong to a reader strategy; a name s3fs also takes stays s3fs's."""
     return reader_option_names() - _S3FS_PARAMETERS
@@ -219,6 +232,8 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             pin_versions=bool(kwargs.get("version_aware", False)),
         )
         self._counter = TransferCounter()
+        # path -> (when, what): an info answered moments ago, taken by the open that usually follows it
+        self._just_described: dict[str, tuple[float, ObjectInfo]] = {}
         _COUNTERS.add(self._counter)
         super().__init__(*args, **kwargs)
         protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
@@ -333,21 +348,44 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         )
 
     def _listed_info(self, path: str) -> ObjectInfo | None:
-        """The size and ETag of ``path`` from a listing this filesystem keeps (``ls``, ``find``), if it has one.
+        """The size and ETag of ``path`` as this filesystem last heard them, if it still may trust that.
 
-        A file opened after its directory was listed (a dataset opening the
-        files it found, say) then sends nothing until its first read, and that
-        read asks for the very bytes it wants. As with s3fs, ``invalidate_cache()``
-        forgets the listings.
+        From a listing it keeps (``ls``, ``find``), or from an ``info`` that
+        asked S3 a moment ago (pyarrow's fsspec handler asks ``isfile`` before
+        each open). A file opened after either then sends nothing until its
+        first read, and that read asks for the very bytes it wants. As with
+        s3fs, ``invalidate_cache()`` forgets the listings.
         """
+        described = self._just_described.pop(path, None)
+        if described is not None and time.monotonic() - described[0] < _DESCRIBED_FOR_SECONDS:
+            return described[1]
         try:
             entries = self._ls_from_cache(path)
         except FileNotFoundError:
             return None
         for entry in entries or ():
-            if entry.get("name") == path and entry.get("type") == "file" and isinstance(entry.get("size"), int):
-                return ObjectInfo(size=entry["size"], etag=entry.get("ETag"))
+            listed = _object_info_of(entry)
+            if listed is not None and entry.get("name") == path:
+                return listed
         return None
+
+    async def _info(
+        self,
+        path: str,
+        bucket: str | None = None,
+        key: str | None = None,
+        refresh: bool = False,
+        version_id: str | None = None,
+    ) -> dict[str, Any]:
+        details: dict[str, Any] = await super()._info(
+            path, bucket=bucket, key=key, refresh=refresh, version_id=version_id
+        )
+        described = _object_info_of(details)
+        if described is not None and version_id is None:
+            if len(self._just_described) >= _DESCRIBED_AT_MOST:
+                self._just_described.clear()
+            self._just_described[self._strip_protocol(path)] = (time.monotonic(), described)
+        return details
 
     def _object_requests(self, path: str, version_id: str | None, request_kwargs: dict[str, Any]) -> ObjectRequests:
         bucket, key, path_version_id = self.split_path(path)

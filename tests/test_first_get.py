@@ -125,3 +125,16 @@ def test_a_file_rewritten_with_the_same_length_since_its_listing_is_read_whole_f
     _fs(storage_options, 64 * 1024).pipe_file(f"{bucket}/listed/same", DATA[::-1])
     with fs.open(f"{bucket}/listed/same", "rb") as f:
         assert f.read() == DATA[::-1]
+
+
+def test_an_open_right_after_info_takes_its_answer_once(storage_options: dict, bucket: str) -> None:
+    fs = _fs(storage_options, 64 * 1024)
+    fs.pipe_file(f"{bucket}/described", DATA)
+    assert fs.isfile(f"{bucket}/described")  # pyarrow's fsspec handler asks this before each open
+    fs.reset_stats()
+    with fs.open(f"{bucket}/described", "rb", reader="range_based", buffer_size=0) as f:
+        assert (fs.stats.get_requests, fs.stats.head_requests) == (0, 0)
+        assert f.read(10) == DATA[:10]
+    with fs.open(f"{bucket}/described", "rb") as f:  # the answer was taken: this open asks again
+        assert fs.stats.get_requests == 2
+        assert f.read() == DATA

@@ -151,8 +151,8 @@ class ObjectRequests:
         if size != self.info.size:
             raise ObjectChangedError(
                 errno.ESTALE,
-                f"{self.uri} holds {size} bytes, but the listing it was opened from said {self.info.size}: "
-                "it changed since it was listed; call fs.invalidate_cache() and reopen it",
+                f"{self.uri} holds {size} bytes, but the listing (or info) it was opened from said {self.info.size}: "
+                "it changed since; call fs.invalidate_cache() and reopen it",
             )
         if response.get("ETag") != self.info.etag:  # the same length, but a version written after the listing
             self.info = ObjectInfo(size=size, etag=response.get("ETag"), version_id=response.get("VersionId"))
