@@ -288,7 +288,7 @@ class S3StorageReader(_S3CheckpointLocation, FsspecReader):
         bucket, key, _ = fs.split_path(f"{location}/{_METADATA_FILE}")
         # A GET of its first bytes rather than a HEAD: the answer that says the checkpoint is there
         # also brings .metadata (all of it, when small), which torch reads next.
-        transport = fs.object_transport(bucket, key, link_estimate=self._link)
+        transport = fs.object_transport(bucket, key, link_estimate=self._link, reads_fit_link=False)
         try:
             transport.get_object_info()
             self._use_sources({f"{location}/{_METADATA_FILE}": transport})

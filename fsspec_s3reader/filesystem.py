@@ -43,6 +43,7 @@ from .transport import (
     TransportSettings,
     endpoint_limiter,
 )
+from .transport.link_estimate import READ_TIMED_BODY, LinkEstimate
 from .transport.object_requests import ObjectRequests
 from .transport.whole_reads import download, read_range
 from .uris import without_scheme
@@ -230,6 +231,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             retry_policy=RetryPolicy(read_attempts, read_timeout, retry_backoff),
             first_get_size=first_get_size,
             pin_versions=bool(kwargs.get("version_aware", False)),
+            # the link as this filesystem's GETs find it: a read waited for whole is cut into parts that fit it
+            link_estimate=LinkEstimate(smallest_timed_body=READ_TIMED_BODY),
+            reads_fit_link=True,
         )
         self._counter = TransferCounter()
         # path -> (when, what): an info answered moments ago, taken by the open that usually follows it

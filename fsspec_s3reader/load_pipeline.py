@@ -93,7 +93,7 @@ class LoadPipeline:
         self.sources: dict[str, AheadObject] = {}
         for file in planned.files:
             bucket, key, version_id = filesystem.split_path(file.uri)
-            transport = filesystem.object_transport(bucket, key, version_id, link_estimate=link)
+            transport = filesystem.object_transport(bucket, key, version_id, link_estimate=link, reads_fit_link=False)
             items = merge_overlapping(file.ranges)
             spans = [
                 PlannedSpan(group.start, group.end, tuple((item.start, item.end) for item in group.items))

@@ -249,7 +249,11 @@ def test_a_first_get_that_keeps_failing_names_the_object_and_its_bytes(
     with pytest.raises(ReadRetriesExhaustedError, match=rf"s3://{stored} bytes \[0, {FIRST_GET}\)") as caught:
         failing.open(stored, "rb", reader="sequential")
     assert (caught.value.start, caught.value.end) == (0, FIRST_GET)
-    assert len(fault_proxy.requests_of("GET")) == 2
+    # (counted by range: a part the test before cancelled may still reach the proxy just after its reset)
+    first_gets = [
+        get for get in fault_proxy.requests_of("GET") if get.headers.get("range") == f"bytes=0-{FIRST_GET - 1}"
+    ]
+    assert len(first_gets) == 2
 
 
 def test_a_head_that_keeps_failing_names_the_object(

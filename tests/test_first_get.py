@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
+from fault_proxy import Fault, FaultProxy
 from file_model import assert_behaves_like_bytesio, object_bytes, operations
 from hypothesis import given
 from hypothesis import strategies as st
@@ -138,3 +141,41 @@ def test_an_open_right_after_info_takes_its_answer_once(storage_options: dict, b
     with fs.open(f"{bucket}/described", "rb") as f:  # the answer was taken: this open asks again
         assert fs.stats.get_requests == 2
         assert f.read() == DATA
+
+
+@pytest.mark.timeout(60)
+def test_parts_sent_before_the_pin_that_another_version_answers_raise_object_changed(
+    storage_options: dict, proxied_options: dict, fault_proxy: FaultProxy, bucket: str
+) -> None:
+    writer = _fs(storage_options, 64 * 1024)
+    writer.pipe_file(f"{bucket}/listed/racing", DATA)
+    fs = _fs(proxied_options, 64 * 1024, reader="sequential", part_size=64 * 1024, max_parts_in_flight=4)
+    fs.ls(f"{bucket}/listed")  # the size is known: the first read's parts all go at once, none pinned yet
+    first_answered, overwritten = threading.Event(), threading.Event()
+
+    def hold_until_overwritten(path: str) -> None:
+        first_answered.wait(timeout=30)
+        overwritten.wait(timeout=30)
+
+    fault_proxy.add(Fault.run(hold_until_overwritten), method="GET", path_contains="racing", from_nth=2)
+    outcome: list[BaseException | bytes] = []
+
+    def read() -> None:
+        try:
+            with fs.open(f"{bucket}/listed/racing", "rb") as f:
+                outcome.append(f.read())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    deadline = time.monotonic() + 30
+    while len(fault_proxy.requests_of("GET")) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the first part's answer (the old version) has pinned its ETag
+    first_answered.set()
+    writer.pipe_file(f"{bucket}/listed/racing", DATA[::-1])  # the same length, another version
+    overwritten.set()
+    reader.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], ObjectChangedError), outcome
+    assert "racing" in str(outcome[0])

@@ -10,6 +10,7 @@ from fsspec_s3reader.transport.link_estimate import (
     LinkEstimate,
     LinkSample,
     fit_to_link,
+    part_for_a_read,
 )
 
 MIB = 1024 * 1024
@@ -69,3 +70,29 @@ def test_a_roomy_budget_makes_parts_longer_and_requests_fewer() -> None:
 def test_parts_stay_within_the_smallest_and_largest() -> None:
     assert fit_to_link(LinkSample(0.0001, 1 * MB, 9), budget=0, readers=1).part_size == SMALLEST_PART
     assert fit_to_link(LinkSample(1.0, 1000 * MB, 9), budget=2**40, readers=1).part_size == LARGEST_PART
+
+
+LINK = LinkSample(first_byte_latency=0.020, connection_throughput=90e6, responses=8)
+
+
+def test_a_read_waited_for_is_cut_into_parts_of_about_what_a_connection_carries_per_wait() -> None:
+    # 2.5 MB at 20 ms and 90 MB/s: 1.8 MB per wait, but no part under 2 MiB -> two even parts
+    assert part_for_a_read(LINK, 2_535_980, largest=8 * MIB, parts_in_flight=8) == 1_267_990
+    # 10 MiB -> five parts of 2 MiB, side by side instead of one 8 MiB part and a 2 MiB one
+    assert part_for_a_read(LINK, 10 * MIB, largest=8 * MIB, parts_in_flight=8) == 2 * MIB
+
+
+def test_a_read_keeps_the_configured_parts_where_cutting_would_not_pay() -> None:
+    unknown = LinkSample(first_byte_latency=None, connection_throughput=None, responses=0)
+    assert part_for_a_read(unknown, 10 * MIB, largest=8 * MIB, parts_in_flight=8) == 8 * MIB
+    assert part_for_a_read(LINK, 2 * MIB, largest=8 * MIB, parts_in_flight=8) == 8 * MIB  # one part anyway
+    # a long stream has more parts than fit in flight: each connection is busy with long parts anyway
+    assert part_for_a_read(LINK, 256 * MIB, largest=8 * MIB, parts_in_flight=8) == 8 * MIB
+    # never longer than part_size, however the link looks
+    assert part_for_a_read(LINK, 10 * MIB, largest=64 * 1024, parts_in_flight=8) == 64 * 1024
+
+
+def test_a_filesystems_estimate_times_the_shorter_bodies_of_reads() -> None:
+    estimate = LinkEstimate(smallest_timed_body=MIB)
+    estimate.record(0.02, 2 * MIB, 0.02)
+    assert estimate.sample().connection_throughput == 2 * MIB / 0.02

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import inspect
 import logging
@@ -93,9 +94,15 @@ class LeanBody:
 
 def _ssl_context(client_kwargs: Mapping[str, Any]) -> ssl.SSLContext | bool:
     verify = client_kwargs.get("verify")
-    if verify is False:
-        return False
-    return ssl.create_default_context(cafile=get_cert_path(True if verify is None else verify))
+    if verify is False or str(client_kwargs.get("endpoint_url") or "").startswith("http://"):
+        return False  # no TLS to set up: loading the CA bundle costs ~10 ms per filesystem
+    return _verifying_context(get_cert_path(True if verify is None else verify))
+
+
+@functools.lru_cache(maxsize=8)
+def _verifying_context(cafile: str | None) -> ssl.SSLContext:
+    """One context per CA bundle, for the process: each filesystem would otherwise load the bundle anew."""
+    return ssl.create_default_context(cafile=cafile)
 
 
 def _behind_a_proxy(scheme: str, host: str) -> bool:

@@ -32,6 +32,9 @@ MIB = 1024 * 1024
 SMALLEST_TIMED_BODY = 4 * MIB
 """A body at least this long says how fast one connection delivers; a shorter one says little."""
 
+READ_TIMED_BODY = 1 * MIB
+"""What a filesystem's estimate times: its reads (a parquet column chunk, say) are shorter than a load's parts."""
+
 TIMED_BODIES = 4
 """How many of the first long bodies say what one connection carries."""
 
@@ -43,6 +46,9 @@ PARTS_PER_WAIT = 4
 
 PARTS_IN_FLIGHT = 16
 """GETs in flight at most, as the budget allows: 1.4 GB/s at 90 MB/s per connection."""
+
+SMALLEST_READ_PART = 2 * MIB
+"""A read the caller waits for is cut into parts no shorter than this: shorter ones cost more than they save."""
 
 SMALLEST_PART = 1 * MIB
 LARGEST_PART = 32 * MIB
@@ -65,7 +71,9 @@ class LinkSample:
 class LinkEstimate:
     """The recent responses' shortest time to first byte, the first long bodies' throughput; safe across threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, smallest_timed_body: int = SMALLEST_TIMED_BODY) -> None:
+        self._smallest_timed_body = smallest_timed_body
+        """Bodies at least this long time a connection's pace (a filesystem's reads are often shorter than a load's)."""
         self._lock = threading.Lock()
         self._latencies: deque[float] = deque(maxlen=RECENT_RESPONSES)
         self._first_latency: float | None = None
@@ -80,7 +88,7 @@ class LinkEstimate:
                 self._first_latency = max(0.0, first_byte_seconds)
             else:
                 self._latencies.append(max(0.0, first_byte_seconds))
-            if body_bytes >= SMALLEST_TIMED_BODY and body_seconds > 0 and len(self._throughputs) < TIMED_BODIES:
+            if body_bytes >= self._smallest_timed_body and body_seconds > 0 and len(self._throughputs) < TIMED_BODIES:
                 self._throughputs.append(body_bytes / body_seconds)
 
     def sample(self) -> LinkSample:
@@ -129,3 +137,26 @@ def fit_to_link(sample: LinkSample, *, budget: int, readers: int) -> PartPlan:
         size = max(share, int(PARTS_PER_WAIT * latency * throughput))
     whole_mib = (size // MIB) * MIB
     return PartPlan(max(SMALLEST_PART, min(LARGEST_PART, whole_mib)), PARTS_IN_FLIGHT)
+
+
+def part_for_a_read(sample: LinkSample, length: int, *, largest: int, parts_in_flight: int) -> int:
+    """How long each part of a read of ``length`` bytes is, when the caller waits for all of it at once.
+
+    One connection would deliver the read after one first-byte wait plus
+    ``length`` at its pace; parts side by side cut the second term. A part is
+    about what one connection carries during one first-byte wait (the link's
+    bandwidth-delay product, 1.8 MB at 20 ms and 90 MB/s), at least
+    ``SMALLEST_READ_PART``, the read cut evenly into as many such parts as may
+    be in flight at once; never longer than ``largest`` (``part_size``). A
+    long read streamed by a reader (more parts than fit in flight) keeps
+    parts of ``largest``: there each connection is busy anyway. Until the link
+    is timed, ``largest``.
+    """
+    latency, throughput = sample.first_byte_latency, sample.connection_throughput
+    if latency is None or throughput is None or length <= SMALLEST_READ_PART:
+        return largest
+    fitted = max(SMALLEST_READ_PART, int(latency * throughput))
+    parts = -(-length // fitted)
+    if parts > parts_in_flight:
+        return largest
+    return min(largest, -(-length // parts))

@@ -79,6 +79,8 @@ class ObjectRequests:
         self._request_kwargs_extra = request_kwargs
         self.info: ObjectInfo | None = None
         self._info_listed = False  # ``info`` came from a listing, not from a response: the first response checks it
+        self.sends_unpinned = False
+        """GETs may go out before a response pinned the ETag (the size is known): each answer's ETag is checked."""
         self._pinned_etag: str | None = None
         self._pinned_version: str | None = None
         # Settled once a response told us the ETag (or that there is none);
@@ -124,6 +126,7 @@ class ObjectRequests:
         """
         self.info = info
         self._info_listed = True
+        self.sends_unpinned = True
 
     def _learn(self, response: dict[str, Any], size: int | None) -> None:
         """Keep what a response told us: the ETag to pin and, if known, the size."""
@@ -140,6 +143,13 @@ class ObjectRequests:
                     # overwrite mid-read does not even interrupt the read.
                     self._pinned_version = response.get("VersionId")
                 self.pin_settled = True
+            elif self._pinned_etag is not None and response.get("ETag") not in (None, self._pinned_etag):
+                # a GET sent before the pin settled, answered by another version
+                raise ObjectChangedError(
+                    errno.ESTALE,
+                    f"{self.uri} was overwritten while being read (pinned ETag {self._pinned_etag}, "
+                    f"answered {response.get('ETag')}); reopen it to read the new version",
+                )
             self._pin_changed.notify_all()
         callbacks, self._pin_callbacks = self._pin_callbacks, []
         for callback in callbacks:

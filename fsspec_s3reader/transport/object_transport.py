@@ -38,7 +38,7 @@ from ..errors import IncompleteObjectError
 from ..protocol import Chunk, ObjectInfo
 from ..retry import RetryPolicy
 from .calls import S3Calls
-from .link_estimate import LinkEstimate
+from .link_estimate import LinkEstimate, part_for_a_read
 from .object_requests import ObjectRequests
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class TransportSettings:
     """Pin the first response's ``VersionId`` too (a version-aware filesystem), not only its ETag."""
     link_estimate: LinkEstimate | None = field(default=None, compare=False)
     """Where every GET records its time to first byte and throughput (a DCP load learns its link there)."""
+    reads_fit_link: bool = False
+    """Cut a stream that fits in flight into parts sized from ``link_estimate`` (``part_for_a_read``)."""
 
     def __post_init__(self) -> None:
         _check_count("part_size", self.part_size, 1, "a positive number of bytes")
@@ -182,15 +184,27 @@ class S3ObjectTransport:
             raise ValueError(f"invalid byte range [{start}, {end}) for {self.uri}")
         first_bytes = self._first_bytes
         if not first_bytes.start <= start < min(end, first_bytes.end):
-            return _PartStream(self, split_into_parts(start, end, self._settings.part_size))
+            return _PartStream(self, self._cut(start, end))
         # The start of the range was received with the object's size: hand it
         # out from memory, and fetch only the rest (started now, as always).
         kept_to = min(end, first_bytes.end)
         kept = first_bytes.slice(start, kept_to)
-        rest = _PartStream(self, split_into_parts(kept_to, end, self._settings.part_size))
+        rest = _PartStream(self, self._cut(kept_to, end))
         return _KeptThenStreamed(kept, rest)
 
     # -- internals -----------------------------------------------------------------
+
+    def _cut(self, start: int, end: int) -> list[tuple[int, int]]:
+        settings = self._settings
+        part_size = settings.part_size
+        if settings.reads_fit_link and settings.link_estimate is not None:
+            part_size = part_for_a_read(
+                settings.link_estimate.sample(),
+                end - start,
+                largest=part_size,
+                parts_in_flight=settings.max_parts_in_flight,
+            )
+        return split_into_parts(start, end, part_size)
 
     async def _get_first_bytes(self) -> None:
         """GET the first bytes (or the last), as many as there are up to ``first_get_size``, learning size and ETag."""
@@ -246,8 +260,14 @@ class S3ObjectTransport:
         return self._requests.pin_settled
 
     def _window(self) -> int:
-        """GETs a stream may keep in flight: one until the first response has pinned the version."""
-        return self._settings.max_parts_in_flight if self.pin_settled else 1
+        """GETs a stream may keep in flight: one until the first response has pinned the version.
+
+        Unless the size came from a listing: then every part may go at once,
+        and each answer's ETag is checked against the first one's instead.
+        """
+        if self.pin_settled or self._requests.sends_unpinned:
+            return self._settings.max_parts_in_flight
+        return 1
 
     def _wait_for_pin(self, first_part: concurrent.futures.Future[list[bytes]]) -> None:
         self._start_over_after_fork()
