@@ -85,6 +85,35 @@ def test_small_random_reads_share_a_buffer_block() -> None:
     assert len(source.requests) == requests  # served from the 1024-byte block fetched at 2000
 
 
+def test_reads_at_random_offsets_stop_filling_a_buffer_no_read_uses() -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB
+    source = MemorySource(data)
+    reader = _reader(source, buffer_size=4096, first_readahead=64)
+    offsets = [int(i * 7919 * 13) % (len(data) - 100) for i in range(1, 13)]  # far apart, in no order
+    for offset in offsets:
+        reader.seek(offset)
+        assert reader.read(100) == data[offset : offset + 100]
+    lengths = [end - start for start, end in source.requests]
+    # the first stream, then four blocks no read used; from then on each read asks for its own 100 bytes
+    assert lengths[-7:] == [100] * 7
+    assert 4096 in lengths[:6]
+
+
+def test_a_read_a_buffer_would_have_served_turns_buffering_back_on() -> None:
+    data = bytes(range(256)) * 4096
+    source = MemorySource(data)
+    reader = _reader(source, buffer_size=4096, first_readahead=64)
+    for offset in (900_000, 100_000, 500_000, 300_000, 700_000, 200_000):
+        reader.seek(offset)
+        reader.read(100)
+    assert source.requests[-1] == (200_000, 200_100)  # exact reads now
+    for offset in range(600_000, 600_000 + 8 * 100, 100):  # small reads going forward: a buffer pays again
+        reader.seek(offset)
+        assert reader.read(100) == data[offset : offset + 100]
+    assert source.requests[-1][1] - source.requests[-1][0] == 4096
+    assert len(source.requests) <= 6 + 2 + 2  # 8 reads: two exact ones, then one 4096-byte block serves the rest
+
+
 def test_bytes_passed_are_dropped_so_memory_stays_at_what_is_in_flight() -> None:
     source = MemorySource(DATA, chunk_size=100)
     reader = _reader(source, first_readahead=1024, max_readahead=1024)

@@ -12,7 +12,8 @@ chunks). This reader starts by streaming and watches the reads::
     a read before what is kept, or beyond what was requested
                     -> random mode for good: each read is a ranged GET of
                        what it asks for (reads under ``buffer_size`` fetch a
-                       ``buffer_size`` block), as ``range_based`` does
+                       ``buffer_size`` block, until four such blocks in a row
+                       served no other read: then exactly what each asks for)
 
 Streamed bytes are dropped once reads have moved past them, so memory stays
 at what is in flight. The first stream is small, so a file that turns out
@@ -82,7 +83,7 @@ class AdaptiveS3Reader(S3Reader):
         self._size = info.size
         self._anticipation = parquet_prefetch(get_stream, info, options["parquet_prefetch_bytes"], (bucket, key))
         self._get_stream = get_stream
-        self._random = RangeFetcher(get_stream, self._size, options["buffer_size"])
+        self._random = RangeFetcher(get_stream, self._size, options["buffer_size"], learn_misses=True)
         self._next_readahead = options["first_readahead"]
         self._max_readahead = max(options["max_readahead"], options["first_readahead"])
         self._sequential = True

@@ -22,6 +22,10 @@ DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
 check_buffer_size = byte_count_check(0, "0 disables buffering")
 
 
+UNUSED_FILLS_BEFORE_EXACT = 4
+"""Buffer fills in a row that served no read before a learning fetcher stops filling one."""
+
+
 class RangeFetcher:
     """Ranged GETs for reads anywhere in one object, small ones served through a buffer.
 
@@ -37,27 +41,52 @@ class RangeFetcher:
     ``buffer_size=0`` turns the buffer off: every read is one GET of exactly
     the bytes asked for. Shared by the range-based strategy and by the
     adaptive one once it has seen random access.
+
+    With ``learn_misses`` (the adaptive strategy), a buffer that serves no
+    read ``UNUSED_FILLS_BEFORE_EXACT`` fills in a row stops being filled:
+    reads at random offsets then each fetch exactly their bytes. The first
+    read that a buffer would have served (one that starts within
+    ``buffer_size`` after the last read's start) turns it back on.
     """
 
-    def __init__(self, get_stream: GetStream, size: int, buffer_size: int) -> None:
+    def __init__(self, get_stream: GetStream, size: int, buffer_size: int, *, learn_misses: bool = False) -> None:
         self._get_stream = get_stream
         self._size = size
         self.buffer_size = buffer_size
         self._buffer = b""
         self._buffer_start = 0
+        self._learn_misses = learn_misses
+        self._unused_fills = 0  # fills in a row whose bytes served no later read
+        self._buffer_used = True
+        self._exact = False  # reads are random: each fetches exactly its bytes
+        self._last_start = -1
+
+    @property
+    def buffering(self) -> bool:
+        """Whether a small read fills a buffer now (False once reads have proved random)."""
+        return self.buffer_size > 0 and not self._exact
 
     def fetch(self, start: int, end: int) -> list[Chunk]:
         """The bytes ``[start, end)`` (within the object), from the buffer and from new GETs."""
         pieces: list[Chunk] = []
+        if self._learn_misses:
+            self._learn(start)
         buffer_end = self._buffer_start + len(self._buffer)
         if self._buffer_start <= start < buffer_end:
             served_to = min(end, buffer_end)
             pieces.append(memoryview(self._buffer)[start - self._buffer_start : served_to - self._buffer_start])
             start = served_to
+            self._buffer_used, self._unused_fills = True, 0
         rest = end - start
         if rest == 0:
             return pieces
-        if rest < self.buffer_size:
+        if rest < self.buffer_size and not self._exact:
+            self._unused_fills = 0 if self._buffer_used else self._unused_fills + 1
+            self._buffer_used = False
+            if self._unused_fills >= UNUSED_FILLS_BEFORE_EXACT:
+                self._exact, self._buffer = True, b""
+                pieces.extend(self._get_stream(start, end))
+                return pieces
             fill_end = min(start + self.buffer_size, self._size)
             self._buffer = b"".join(self._get_stream(start, fill_end))
             self._buffer_start = start
@@ -65,6 +94,11 @@ class RangeFetcher:
         else:
             pieces.extend(self._get_stream(start, end))
         return pieces
+
+    def _learn(self, start: int) -> None:
+        if self._exact and 0 <= start - self._last_start < self.buffer_size:
+            self._exact, self._unused_fills, self._buffer_used = False, 0, True  # a buffer would have served it
+        self._last_start = start
 
     def readline_step(self, position: int, step: int) -> int:
         """How far ``readline`` may look ahead from ``position`` without leaving the buffer it lands in.
@@ -75,7 +109,7 @@ class RangeFetcher:
         buffer_end = self._buffer_start + len(self._buffer)
         if self._buffer_start <= position < buffer_end:
             return min(step, buffer_end - position)
-        if self.buffer_size <= 1:
+        if self.buffer_size <= 1 or self._exact:
             return step  # no buffer to stay inside: look ahead in full steps
         return min(step, self.buffer_size - 1)  # small enough to fill a new buffer
 
