@@ -235,6 +235,19 @@ def _open_parquet_file(ctx: Context, endpoint: Endpoint, columns: Columns) -> Tr
     return PandasTrial(ctx, columns, read, "fsspec.parquet", counter)
 
 
+def _open_parquet_file_ours(ctx: Context, endpoint: Endpoint, columns: Columns) -> Trial:
+    """``fsspec.parquet.open_parquet_file`` on our filesystem: the same path, its ranges through our transport."""
+    storage_options, counter = storage_options_with_counter(endpoint)
+    fs = fsspec.filesystem("s3reader", **storage_options)
+    path = ctx.parquet_path
+
+    def read(cols: list[str] | None) -> pd.DataFrame:
+        with fsspec.parquet.open_parquet_file(path, fs=fs, columns=cols, engine="pyarrow") as f:
+            return pd.read_parquet(f, columns=cols)
+
+    return PandasTrial(ctx, columns, read, "fsspec.parquet on s3reader", counter, fs)
+
+
 def _memory_floor(ctx: Context, endpoint: Endpoint, columns: Columns) -> Trial:
     """pyarrow reading the file from a buffer in memory, to the same DataFrame."""
     buffer = pa.py_buffer(_file_bytes(ctx.sizes, ctx.seed))
@@ -279,6 +292,12 @@ def _pandas_contenders(columns: Columns, extra: Sequence[Contender] = ()) -> tup
             "adaptive", "ours", "`s3reader://` (defaults: `adaptive`)", at(_fsspec_url("s3reader")), as_shipped=True
         ),
         Contender(
+            "fsspec-parquet-ours",
+            "ours",
+            "`fsspec.parquet.open_parquet_file(fs=S3ReaderFileSystem())`",
+            at(_open_parquet_file_ours),
+        ),
+        Contender(
             "sequential",
             "ours",
             '`s3reader://`, `reader="sequential"`',
@@ -309,7 +328,8 @@ _PANDAS_NOTES = (
     "on the threads' order, which varies from run to run. pyarrow's native `S3FileSystem` (the AWS SDK for C++) "
     "reads the footer, then pre-buffers the wanted chunks, coalesced, with parallel ranged GETs on its own "
     "connections. `fsspec.parquet.open_parquet_file` fetches a footer sample, then every wanted chunk with one "
-    "concurrent `cat_ranges`, before pyarrow reads from the cached parts. The memory floor is pyarrow reading the "
+    "concurrent `cat_ranges`, before pyarrow reads from the cached parts (on s3fs, and on ours, where `cat_ranges` "
+    "goes through our transport). The memory floor is pyarrow reading the "
     "same file from a buffer; the network floor fetches the footer and the needed chunks, ranges known in advance, "
     "in one round of GETs on 8 connections."
 )
