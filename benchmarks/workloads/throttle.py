@@ -65,7 +65,7 @@ def _prepare(ctx: Context, endpoint: Endpoint, fs: Any) -> int:
 
 
 def _client(kind: str, url: str, endpoint: Endpoint, options: dict[str, Any]) -> Any:
-    credentials = {"endpoint_url": url, "key": endpoint.key, "secret": endpoint.secret}
+    credentials: dict[str, Any] = {"endpoint_url": url, "key": endpoint.key, "secret": endpoint.secret}
     if kind == "s3fs":
         return s3fs.S3FileSystem(skip_instance_cache=True, **credentials, **options)
     return S3ReaderFileSystem(skip_instance_cache=True, **credentials, **options)
