@@ -373,6 +373,21 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
                 return listed
         return None
 
+    def invalidate_cache(self, path: str | None = None) -> None:
+        """Forget listings (s3fs's) and recent ``info`` answers of ``path`` and below it (everything, without a path).
+
+        s3fs calls this after every write, so a file written since its
+        ``info`` opens with its new size.
+        """
+        if path is None:
+            self._just_described.clear()
+        else:
+            stripped = self._strip_protocol(path).rstrip("/")
+            for known in list(self._just_described):
+                if known == stripped or known.startswith(f"{stripped}/"):
+                    self._just_described.pop(known, None)
+        super().invalidate_cache(path)
+
     async def _info(
         self,
         path: str,

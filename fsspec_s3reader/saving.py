@@ -75,6 +75,7 @@ class _UploadingFileSystem(FileSystem):
         try:
             yield upload
             upload.close()  # torch closes it already; a second close does nothing
+            self.fs.invalidate_cache(f"{bucket}/{key}")  # what the filesystem listed of it is stale now
         except BaseException as exc:
             self.failures.append(exc)
             upload.abort()

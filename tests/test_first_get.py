@@ -179,3 +179,17 @@ def test_parts_sent_before_the_pin_that_another_version_answers_raise_object_cha
     reader.join(timeout=30)
     assert len(outcome) == 1 and isinstance(outcome[0], ObjectChangedError), outcome
     assert "racing" in str(outcome[0])
+
+
+def test_a_file_written_after_its_info_opens_with_its_new_length(storage_options: dict, bucket: str) -> None:
+    fs = _fs(storage_options, 64 * 1024)
+    fs.pipe_file(f"{bucket}/rewritten", DATA)
+    assert fs.exists(f"{bucket}/rewritten")  # an info: its size would stand in for the next open's request
+    fs.pipe_file(f"{bucket}/rewritten", DATA + DATA)  # a write forgets it, as it forgets s3fs's listings
+    with fs.open(f"{bucket}/rewritten", "rb") as f:
+        assert f.read() == DATA + DATA
+    fs.ls(bucket)
+    with fs.open(f"{bucket}/rewritten", "wb") as f:  # a file written through the filesystem, too
+        f.write(b"short")
+    with fs.open(f"{bucket}/rewritten", "rb") as f:
+        assert f.read() == b"short"
