@@ -33,13 +33,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from .processes import LOOPBACK, die_with_parent, stop_process
+from .processes import LOOPBACK, PortPrintingProcess
 
 _SLICE = 256 * 1024
 """Bytes read, paced and written at a time: small enough for smooth pacing, large enough for little CPU."""
@@ -153,39 +151,14 @@ async def serve(upstream_port: int, delay_ms: float, mbps: float, port: int = 0)
         await server.serve_forever()
 
 
-class LinkProxy:
+class LinkProxy(PortPrintingProcess):
     """The link in a process of its own (off the driver's GIL), stopped by ``stop`` or with the driver."""
 
     def __init__(self, upstream_port: int, delay_ms: float, mbps: float) -> None:
         self.delay_ms = delay_ms
         self.mbps = mbps
-        command = ["-m", "benchmarks.link", "--upstream-port", str(upstream_port)]
-        self._process = subprocess.Popen(
-            [sys.executable, *command, "--delay-ms", str(delay_ms), "--mbps", str(mbps)],
-            cwd=Path(__file__).resolve().parent.parent,
-            stdout=subprocess.PIPE,
-            text=True,
-            preexec_fn=die_with_parent if sys.platform == "linux" else None,
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line.strip().isdigit():
-            self.stop()
-            raise RuntimeError(f"the link proxy did not start (it said {line!r})")
-        self.port = int(line)
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def stop(self) -> None:
-        stop_process(self._process)
-
-    def __enter__(self) -> LinkProxy:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        arguments = ["--upstream-port", str(upstream_port), "--delay-ms", str(delay_ms), "--mbps", str(mbps)]
+        super().__init__("benchmarks.link", arguments, "the link proxy")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,9 +9,14 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
-from typing import Any
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
 LOOPBACK = "127.0.0.1"
+
+_Started = TypeVar("_Started", bound="PortPrintingProcess")
 
 
 def die_with_parent() -> None:
@@ -29,3 +34,38 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+class PortPrintingProcess:
+    """A ``benchmarks`` module run in a process of its own (off the driver's GIL) that prints the port it listens on.
+
+    Tied to the driver's life; stopped by ``stop`` or by leaving the ``with`` block.
+    """
+
+    def __init__(self, module: str, arguments: Sequence[str], what: str) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", module, *arguments],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError(f"{what} did not start (it said {line!r})")
+        self.port = int(line)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def stop(self) -> None:
+        stop_process(self._process)
+
+    def __enter__(self: _Started) -> _Started:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -26,15 +26,14 @@ import argparse
 import asyncio
 import contextlib
 import json
-import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from .processes import LOOPBACK, die_with_parent, stop_process
+from .http_forward import forward, parse_head
+from .processes import LOOPBACK, PortPrintingProcess
 
 CONTROL = "/__throttle__/"
 _SLOW_DOWN = (
@@ -123,33 +122,8 @@ class _Proxy:
 
     async def _forward(self, method: str, head: bytes, body: bytes) -> tuple[bytes, bool]:
         """The server's answer, on a connection of its own (closed after it), as the client may keep its own open."""
-        up_reader, up_writer = await asyncio.open_connection(LOOPBACK, self._upstream_port)
-        try:
-            request_line, _, rest = head.partition(b"\r\n")
-            kept = [line for line in rest.split(b"\r\n") if line and not line.lower().startswith(b"connection:")]
-            up_writer.write(b"\r\n".join([request_line, *kept, b"Connection: close", b"", b""]) + body)
-            await up_writer.drain()
-            response_head = await up_reader.readuntil(b"\r\n\r\n")
-            status_line, _, _ = response_head.partition(b"\r\n")
-            _, _, headers = _parse(response_head)
-            status = int(status_line.split(b" ", 2)[1])
-            length = headers.get("content-length")
-            if method == "HEAD" or status in (204, 304):
-                response_body = b""
-            elif length is not None:
-                response_body = await up_reader.readexactly(int(length))
-            else:
-                response_body = await up_reader.read()
-            keep_open = length is not None or method == "HEAD"
-            lines = [
-                line
-                for line in response_head.split(b"\r\n")
-                if line and not line.lower().startswith((b"connection:", b"keep-alive:"))
-            ]
-            lines.append(b"Connection: keep-alive" if keep_open else b"Connection: close")
-            return b"\r\n".join([*lines, b"", b""]) + response_body, keep_open
-        finally:
-            up_writer.close()
+        response = await forward(LOOPBACK, self._upstream_port, method, head, body)
+        return response.head + response.body, not response.close_after
 
     def _control(self, method: str, path: str) -> bytes:
         if method == "POST" and path.startswith(CONTROL + "reset"):
@@ -161,14 +135,9 @@ class _Proxy:
 
 
 def _parse(head: bytes) -> tuple[str, str, dict[str, str]]:
-    """A request's method and path (a response's version and status), and its headers by lower-case name."""
-    first, *lines = head.decode("latin-1").split("\r\n")
+    """A request's method and path, and its headers by lower-case name."""
+    first, headers = parse_head(head)
     words = first.split(" ")
-    headers = {}
-    for line in lines:
-        name, colon, value = line.partition(":")
-        if colon:
-            headers[name.strip().lower()] = value.strip()
     return words[0], words[1] if len(words) > 1 else "", headers
 
 
@@ -190,29 +159,13 @@ async def serve(upstream_port: int, rate: float, burst: float, delay_ms: float, 
         await server.serve_forever()
 
 
-class ThrottlingProxy:
+class ThrottlingProxy(PortPrintingProcess):
     """The proxy in a process of its own (off the caller's GIL), stopped by ``stop`` or with the caller."""
 
     def __init__(self, upstream_port: int, rate: float, burst: float, delay_ms: float) -> None:
         self.rate = rate
-        command = ["-m", "benchmarks.throttling", "--upstream-port", str(upstream_port), "--rate", str(rate)]
-        self._process = subprocess.Popen(
-            [sys.executable, *command, "--burst", str(burst), "--delay-ms", str(delay_ms)],
-            cwd=Path(__file__).resolve().parent.parent,
-            stdout=subprocess.PIPE,
-            text=True,
-            preexec_fn=die_with_parent if sys.platform == "linux" else None,
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line.strip().isdigit():
-            self.stop()
-            raise RuntimeError(f"the throttling proxy did not start (it said {line!r})")
-        self.port = int(line)
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        arguments = ["--upstream-port", str(upstream_port), "--rate", str(rate), "--burst", str(burst)]
+        super().__init__("benchmarks.throttling", [*arguments, "--delay-ms", str(delay_ms)], "the throttling proxy")
 
     def counts(self) -> ThrottleCounts:
         with urllib.request.urlopen(self.endpoint_url + CONTROL + "counts", timeout=10) as response:
@@ -223,15 +176,6 @@ class ThrottlingProxy:
         request = urllib.request.Request(self.endpoint_url + CONTROL + "reset", data=b"", method="POST")
         with urllib.request.urlopen(request, timeout=10):
             pass
-
-    def stop(self) -> None:
-        stop_process(self._process)
-
-    def __enter__(self) -> ThrottlingProxy:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,11 +34,19 @@ import asyncio
 import contextlib
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the forwarding step is shared with the benchmarks' proxies, beside the library
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.http_forward import ForwardedResponse, forward, parse_head  # noqa: E402
 
 FaultKind = Literal["status", "refuse", "reset", "truncate", "stall", "action"]
 
@@ -138,29 +146,11 @@ class Request:
         return self.headers.get("range")
 
 
-@dataclass
-class _Response:
-    head: bytes
-    body: bytes
-    close_after: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
     try:
         return await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-
-
-def _parse_headers(head: bytes) -> tuple[str, dict[str, str]]:
-    first, *lines = head.decode("latin-1").split("\r\n")
-    headers: dict[str, str] = {}
-    for line in lines:
-        if ":" in line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    return first, headers
 
 
 class FaultProxy:
@@ -243,7 +233,7 @@ class FaultProxy:
                 head = await _read_head(reader)
                 if head is None:
                     return
-                request_line, headers = _parse_headers(head)
+                request_line, headers = parse_head(head)
                 method, path, _ = request_line.split(" ", 2)
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
                 fault = self._fault_for(method, path)
@@ -296,35 +286,9 @@ class FaultProxy:
             await _until_client_leaves(reader)
         return False  # truncate: a clean close with bytes still owed
 
-    async def _forward(self, head: bytes, body: bytes, method: str) -> _Response:
+    async def _forward(self, head: bytes, body: bytes, method: str) -> ForwardedResponse:
         """The moto server's answer to this request, on a connection of its own."""
-        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        try:
-            request_line, _, rest = head.partition(b"\r\n")
-            kept = [line for line in rest.split(b"\r\n") if line and not line.lower().startswith(b"connection:")]
-            up_writer.write(b"\r\n".join([request_line, *kept, b"Connection: close", b"", b""]) + body)
-            await up_writer.drain()
-            response_head = await up_reader.readuntil(b"\r\n\r\n")
-            status_line, headers = _parse_headers(response_head)
-            length = headers.get("content-length")
-            status = int(status_line.split(" ", 2)[1])
-            if method == "HEAD" or status in (204, 304):
-                response_body = b""
-            elif length is not None:
-                response_body = await up_reader.readexactly(int(length))
-            else:
-                response_body = await up_reader.read()
-            # Keep the client's connection open unless the length of the body is unknown.
-            lines = [
-                line
-                for line in response_head.split(b"\r\n")
-                if line and not line.lower().startswith((b"connection:", b"keep-alive:"))
-            ]
-            close_after = length is None and method != "HEAD"
-            lines.append(b"Connection: close" if close_after else b"Connection: keep-alive")
-            return _Response(b"\r\n".join([*lines, b"", b""]), response_body, close_after, headers)
-        finally:
-            up_writer.close()
+        return await forward(*self._upstream, method, head, body)
 
 
 def _error_reply(method: str, fault: Fault) -> bytes:
