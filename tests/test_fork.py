@@ -15,6 +15,7 @@ import multiprocessing
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -77,9 +78,7 @@ def test_dataloader_workers_read_on_from_a_reader_whose_parts_were_in_flight_at_
     fs.pipe_file(path, OBJECT)
     hold = _HoldTheParentsParts()
     fault_proxy.add(Fault.run(hold), method="GET", path_contains="held.bin", from_nth=2)  # the first GET passes
-    parent_fs = S3ReaderFileSystem(
-        skip_instance_cache=True, part_size=PART_SIZE, max_parts_in_flight=PARTS_IN_FLIGHT, **proxied_options
-    )
+    parent_fs = _parent_fs(proxied_options)
     try:
         reader = parent_fs.open(path, "rb", reader=strategy)
         for length in FIRST_READS[strategy]:
@@ -109,9 +108,20 @@ def test_dataloader_workers_read_on_from_a_reader_whose_parts_were_in_flight_at_
     reader.close()
 
 
-def _read_rest_in_child(reader: Any, answers: Any) -> None:
+def _parent_fs(proxied_options: dict) -> S3ReaderFileSystem:
+    """The parent's filesystem: small parts, so that a window of them is in flight at the fork."""
+    return S3ReaderFileSystem(
+        skip_instance_cache=True, part_size=PART_SIZE, max_parts_in_flight=PARTS_IN_FLIGHT, **proxied_options
+    )
+
+
+def _read_in_child(read: Callable[[], bytes], answers: Any) -> None:
+    """In a forked child: what ``read`` gives, as a digest, or what it raised.
+
+    A digest, not the bytes: a megabyte would fill the pipe before the parent reads it.
+    """
     try:
-        answers.put(("read", hashlib.sha1(reader.read()).hexdigest()))
+        answers.put(("read", hashlib.sha1(read()).hexdigest()))
     except Exception as exc:
         answers.put(("raised", exc))
 
@@ -124,9 +134,7 @@ def test_a_forked_child_reads_on_from_the_pinned_version_and_says_so_when_it_cha
     fs.pipe_file(path, OBJECT)
     hold = _HoldTheParentsParts()
     fault_proxy.add(Fault.run(hold), method="GET", path_contains="overwritten.bin", from_nth=2)
-    parent_fs = S3ReaderFileSystem(
-        skip_instance_cache=True, part_size=PART_SIZE, max_parts_in_flight=PARTS_IN_FLIGHT, **proxied_options
-    )
+    parent_fs = _parent_fs(proxied_options)
     answers: Any = multiprocessing.get_context("fork").SimpleQueue()
     try:
         reader = parent_fs.open(path, "rb", reader="sequential")
@@ -134,7 +142,7 @@ def test_a_forked_child_reads_on_from_the_pinned_version_and_says_so_when_it_cha
         _wait_for_gets(fault_proxy, 1 + PARTS_IN_FLIGHT)
         fs.pipe_file(path, OBJECT[::-1])  # a new version while the parent's parts are in flight
         hold.forking.set()
-        child = multiprocessing.get_context("fork").Process(target=_read_rest_in_child, args=(reader, answers))
+        child = multiprocessing.get_context("fork").Process(target=_read_in_child, args=(reader.read, answers))
         child.start()
         child.join(timeout=60)
         assert child.exitcode == 0, "the child did not finish reading within 60 s"
@@ -154,13 +162,6 @@ def _wait_for_gets(proxy: FaultProxy, count: int) -> None:
     assert len(proxy.requests_of("GET")) == count
 
 
-def _read_stream_in_child(stream: Any, answers: Any) -> None:
-    try:  # a digest, not the bytes: a megabyte would fill the pipe before the parent reads it
-        answers.put(("read", hashlib.sha1(b"".join(bytes(chunk) for chunk in stream)).hexdigest()))
-    except Exception as exc:
-        answers.put(("raised", exc))
-
-
 @pytest.mark.timeout(120)
 def test_a_stream_forked_before_its_first_answer_learns_the_pin_in_the_child(
     proxied_options: dict, fault_proxy: FaultProxy, bucket: str, fs: S3ReaderFileSystem
@@ -169,16 +170,16 @@ def test_a_stream_forked_before_its_first_answer_learns_the_pin_in_the_child(
     fs.pipe_file(path, OBJECT)
     hold = _HoldTheParentsParts()
     fault_proxy.add(Fault.run(hold), method="GET", path_contains="unpinned.bin")  # even the first GET waits
-    parent_fs = S3ReaderFileSystem(
-        skip_instance_cache=True, part_size=PART_SIZE, max_parts_in_flight=PARTS_IN_FLIGHT, **proxied_options
-    )
+    parent_fs = _parent_fs(proxied_options)
     transport = parent_fs.object_transport(bucket, "unpinned.bin")
     answers: Any = multiprocessing.get_context("fork").SimpleQueue()
     try:
         stream = transport.get_stream(0, len(OBJECT))  # no size, no pin yet: one GET in flight
         _wait_for_gets(fault_proxy, 1)
         hold.forking.set()
-        child = multiprocessing.get_context("fork").Process(target=_read_stream_in_child, args=(stream, answers))
+        child = multiprocessing.get_context("fork").Process(
+            target=_read_in_child, args=(lambda: b"".join(bytes(chunk) for chunk in stream), answers)
+        )
         child.start()
         child.join(timeout=60)
         assert child.exitcode == 0, "the child did not finish reading within 60 s"
