@@ -61,11 +61,6 @@ class RangeFetcher:
         self._exact = False  # reads are random: each fetches exactly its bytes
         self._last_start = -1
 
-    @property
-    def buffering(self) -> bool:
-        """Whether a small read fills a buffer now (False once reads have proved random)."""
-        return self.buffer_size > 0 and not self._exact
-
     def fetch(self, start: int, end: int) -> list[Chunk]:
         """The bytes ``[start, end)`` (within the object), from the buffer and from new GETs."""
         pieces: list[Chunk] = []

@@ -79,8 +79,6 @@ class ObjectRequests:
         self._request_kwargs_extra = request_kwargs
         self.info: ObjectInfo | None = None
         self._info_listed = False  # ``info`` came from a listing, not from a response: the first response checks it
-        self.sends_unpinned = False
-        """GETs may go out before a response pinned the ETag (the size is known): each answer's ETag is checked."""
         self._pinned_etag: str | None = None
         self._pinned_version: str | None = None
         # Settled once a response told us the ETag (or that there is none);
@@ -126,7 +124,11 @@ class ObjectRequests:
         """
         self.info = info
         self._info_listed = True
-        self.sends_unpinned = True
+
+    @property
+    def sends_unpinned(self) -> bool:
+        """GETs may go out before a response pins the ETag (a listing told the size): each answer's ETag is checked."""
+        return self._info_listed
 
     def _learn(self, response: dict[str, Any], size: int | None) -> None:
         """Keep what a response told us: the ETag to pin and, if known, the size."""
@@ -164,8 +166,8 @@ class ObjectRequests:
                 f"{self.uri} holds {size} bytes, but the listing (or info) it was opened from said {self.info.size}: "
                 "it changed since; call fs.invalidate_cache() and reopen it",
             )
-        if response.get("ETag") != self.info.etag:  # the same length, but a version written after the listing
-            self.info = ObjectInfo(size=size, etag=response.get("ETag"), version_id=response.get("VersionId"))
+        if response.get("ETag") != self.info.etag:  # the same length, but a version written after the listing:
+            self.info = None  # what the answer says replaces it
 
     # -- requests --------------------------------------------------------------------
 
