@@ -166,6 +166,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         ``"range_based"``), so they can travel in ``storage_options``.
     part_size:
         Bytes per ranged GET when a long range is fetched as concurrent parts.
+        Unset, a read the caller waits for whole is cut into parts that fit
+        the link as this filesystem's GETs find it (at most 8 MiB each); given,
+        every part is this long, so request counts follow from sizes alone.
     max_parts_in_flight:
         How many of those GETs run at once per open file.
     read_attempts:
@@ -211,7 +214,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         self,
         *args: Any,
         reader: str | ReaderConstructor | None = None,
-        part_size: int = DEFAULT_PART_SIZE,
+        part_size: int | None = None,
         max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT,
         read_attempts: int = DEFAULT_READ_ATTEMPTS,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
@@ -226,14 +229,15 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
         self._reader_constructor = make_constructor(reader, options)
         self._transport_settings = TransportSettings(
-            part_size=part_size,
+            part_size=DEFAULT_PART_SIZE if part_size is None else part_size,
             max_parts_in_flight=max_parts_in_flight,
             retry_policy=RetryPolicy(read_attempts, read_timeout, retry_backoff),
             first_get_size=first_get_size,
             pin_versions=bool(kwargs.get("version_aware", False)),
-            # the link as this filesystem's GETs find it: a read waited for whole is cut into parts that fit it
+            # the link as this filesystem's GETs find it: a read waited for whole is cut into parts that fit it,
+            # unless the caller chose the part size
             link_estimate=LinkEstimate(smallest_timed_body=READ_TIMED_BODY),
-            reads_fit_link=True,
+            reads_fit_link=part_size is None,
         )
         self._counter = TransferCounter()
         # path -> (when, what): an info answered moments ago, taken by the open that usually follows it

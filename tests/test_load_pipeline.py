@@ -132,10 +132,12 @@ def test_a_fault_mid_load_is_retried_and_the_load_is_bit_for_bit(
 ) -> None:
     uri, state = saved
     reader = S3StorageReader(uri, memory_budget=6 * MIB, files_in_flight=3, **SMALL, **proxied_options)
-    rule = fault_proxy.add(fault, path_contains=".distcp", every=7)
+    # Four faults, fewer than read_attempts: periodic faults can fall on one part's every retry when the
+    # throttled window lines the requests up one by one (every 7th request is then always the same part's).
+    rule = fault_proxy.add(fault, path_contains=".distcp", every=7, times=4)
     before = reader.filesystem.stats
     assert_same_state(_load(reader, blank_like(state)), state)
-    assert rule.fired >= 5
+    assert rule.fired == 4
     stats = reader.filesystem.stats - before
     assert stats.get_requests == sum(reader.last_load.part_sizes.values()) + rule.fired  # one more per fault
     assert stats.bytes_fetched >= _planned_bytes(reader)
