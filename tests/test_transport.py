@@ -313,3 +313,25 @@ def test_an_endpoint_that_misreads_suffix_ranges_costs_a_request_not_a_wrong_byt
     assert transport.get_object_info().size == len(data)
     assert b"".join(transport.get_stream(len(data) - 100, len(data))) == data[-100:]
     assert fs.stats.get_requests == 2  # the misread suffix (it told the size), then the tail by its offsets
+
+
+def _with_a_timed_link(fs: S3ReaderFileSystem) -> S3ReaderFileSystem:
+    """The filesystem's link as if its GETs had found 20 ms to the first byte and 90 MB/s per connection."""
+    link = fs.transport_settings.link_estimate
+    assert link is not None
+    for _ in range(4):
+        link.record(0.020, 8 * 2**20, 8 * 2**20 / 90e6)
+    return fs
+
+
+def test_a_read_waited_for_is_cut_to_fit_the_link_unless_part_size_is_given(
+    storage_options: dict, bucket: str, fs: S3ReaderFileSystem
+) -> None:
+    size = 10 * 2**20
+    fs.pipe_file(f"{bucket}/ten", bytes(size))
+    fitted = _with_a_timed_link(S3ReaderFileSystem(skip_instance_cache=True, **storage_options))
+    chosen = _with_a_timed_link(S3ReaderFileSystem(part_size=8 * 2**20, skip_instance_cache=True, **storage_options))
+    for filesystem in (fitted, chosen):
+        assert b"".join(filesystem.object_transport(bucket, "ten").get_stream(0, size)) == bytes(size)
+    # fitted: five parts of 2 MiB side by side; chosen: 8 MiB and the 2 MiB left
+    assert (fitted.stats.get_requests, chosen.stats.get_requests) == (5, 2)
