@@ -63,6 +63,47 @@ def test_once_a_column_is_read_its_chunks_in_the_other_row_groups_are_fetched_ah
     assert len(source.requests) == asked  # all served from what was fetched ahead
 
 
+class ArrivalSource(MemorySource):
+    """Notes, when each stream's first bytes arrive, the ranges asked for by then."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data, chunk_size=4096)
+        self.asked_when_arrived: dict[tuple[int, int], list[tuple[int, int]]] = {}
+
+    def _chunks(self, start: int, end: int) -> Iterator[bytes]:
+        for count, piece in enumerate(super()._chunks(start, end)):
+            if count == 0:
+                self.asked_when_arrived[start, end] = list(self.requests)
+            yield piece
+
+
+@pytest.mark.parametrize("strategy", [AdaptiveS3Reader, RangedS3Reader])
+def test_a_columns_other_chunks_are_asked_for_before_the_read_that_taught_it_arrives(
+    strategy: type[S3Reader],
+) -> None:
+    source = ArrivalSource(DATA)
+    file = reader(strategy, source, buffer_size=0)
+    read(file, (len(DATA) - 65536, len(DATA)))
+    assert read(file, chunk(0, "c2")) == DATA[slice(*chunk(0, "c2"))]
+    asked_by_then = source.asked_when_arrived[chunk(0, "c2")]
+    assert all(chunk(group, "c2") in asked_by_then for group in range(1, GROUPS))  # one round trip, not two
+
+
+def test_the_footer_read_does_not_make_the_last_chunks_column_wanted() -> None:
+    source = MemorySource(DATA, chunk_size=4096)
+    key = uuid.uuid4().hex
+    first = RangedS3Reader("bucket", key, source.get_object_info, source.get_stream, buffer_size=0)
+    read(first, (len(DATA) - 65536, len(DATA)))  # learns the layout
+    first.close()
+    again = RangedS3Reader("bucket", key, source.get_object_info, source.get_stream, buffer_size=0)
+    asked = len(source.requests)
+    footer_start = len(DATA) - 65536
+    last = max(CHUNKS, key=lambda c: c.end)
+    assert last.start < footer_start < last.end  # the footer read ends in the last chunk's tail
+    read(again, (footer_start, len(DATA)))  # the layout is known now, from the first open
+    assert source.requests[asked:] == [(footer_start, len(DATA))]
+
+
 def test_no_column_that_was_not_read_is_fetched() -> None:
     source = MemorySource(DATA, chunk_size=4096)
     table = pq.read_table(reader(AdaptiveS3Reader, source), columns=["c1", "c4"])
@@ -81,7 +122,8 @@ def test_a_read_partly_foreseen_fetches_only_the_rest() -> None:
     asked = len(source.requests)
     span = (chunk(1, "c1")[0], chunk(1, "c2")[1])  # c1 (new) and c2 (fetched ahead) of row group 1 at once
     assert read(file, span) == DATA[slice(*span)]
-    assert source.requests[asked] == chunk(1, "c1")  # the new part alone, first
+    assert chunk(1, "c1") in source.requests[asked:]  # the new part alone, beside c1's other chunks
+    assert not any(start < chunk(1, "c2")[1] and chunk(1, "c2")[0] < end for start, end in source.requests[asked:])
     assert source.bytes_requested <= 65536 + sum(
         end - start for start, end in [chunk(g, c) for g in range(GROUPS) for c in ("c1", "c2")]
     )

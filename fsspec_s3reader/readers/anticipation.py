@@ -1,9 +1,11 @@
 """Fetching ahead of the reads: the seam between a reader and what foresees its next reads from the ones it served.
 
 A reader hands every read to its ``Anticipation`` first; what was foreseen
-comes back as segments with their bytes, the rest the reader's strategy
-fetches as usual and shows to the anticipation, which learns from it (the
-parquet footer, then the columns read: ``parquet_prefetch.py``).
+comes back as segments with their bytes. The rest the reader's strategy
+fetches as usual; the anticipation is told of it before (``expect``: which
+bytes are wanted is enough to foresee more, and what it foresees then travels
+beside them) and shown its bytes after (``observe``: what only the bytes tell,
+such as a parquet footer). See ``parquet_prefetch.py``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,11 @@ class Anticipation(Protocol):
     def serve(self, start: int, end: int) -> list[Segment] | None:
         """``[start, end)`` in segments, those fetched ahead with their bytes; None when nothing was foreseen."""
 
+    def expect(self, start: int, end: int) -> None:
+        """A read about to be served the usual way: what it asks for, to foresee from before its bytes arrive."""
+
     def observe(self, start: int, end: int, pieces: list[Chunk]) -> None:
-        """A read served the usual way, to learn from."""
+        """A read served the usual way, with its bytes, to learn from."""
 
     def release(self) -> None:
         """Stop fetching ahead and drop what is held."""

@@ -309,6 +309,7 @@ class S3Reader(FsspecFileAPI):
         served: dict[int, list[Chunk]] = {}
         for segment in segments:  # what was not foreseen first: it travels while the rest arrives
             if segment.take is None:
+                self._anticipation.expect(segment.start, segment.end)
                 served[segment.start] = list(self._pieces(segment.start, segment.end - segment.start))
                 self._anticipation.observe(segment.start, segment.end, served[segment.start])
         for segment in segments:

@@ -10,6 +10,10 @@ say which columns are wanted::
     fetched ahead       rg1..4 c03 at once                rg0,2,3,4 c14 at once
                         (each read after that is served from memory)
 
+A column is learned when a read asks for its first byte, before the bytes
+arrive, so the column's other chunks travel beside the read that taught it:
+one round trip per column of the projection, not two.
+
 Only columns already read are fetched ahead, only chunks not read yet, and
 only within ``budget`` bytes held at a time; each range is handed out as the
 received chunks (views, no copy) and dropped once read to its end. A file
@@ -160,20 +164,24 @@ class ParquetPrefetch:
             foreseen.received.drop_before(stop)
         return pieces
 
-    def observe(self, start: int, end: int, pieces: list[Chunk]) -> None:
-        """Learn from a read served the usual way: the footer at the end of the file, then the columns read."""
-        if self._off:
+    def expect(self, start: int, end: int) -> None:
+        """Learn the columns a read asks for before its bytes arrive: their other chunks then travel beside it."""
+        if self._off or self._chunks is None:
             return
-        if self._chunks is None:
-            self._learn_layout(start, end, pieces)
-            return
-        read = self._overlapping(start, end)
-        self._done.update(read)
-        wanted = {self._chunks[i].column for i in read} - self._columns
+        # A chunk is asked for by a read of its first byte: the footer read that ends in the last
+        # chunk's tail says nothing of that chunk's column.
+        asked = [i for i in self._overlapping(start, end) if start <= self._chunks[i].start]
+        self._done.update(asked)
+        wanted = {self._chunks[i].column for i in asked} - self._columns
         if wanted:
             self._columns |= wanted
             self._foresee(wanted)
             self._fill()
+
+    def observe(self, start: int, end: int, pieces: list[Chunk]) -> None:
+        """Learn from a read served the usual way: until the layout is known, the footer at the file's end."""
+        if not self._off and self._chunks is None:
+            self._learn_layout(start, end, pieces)
 
     def release(self) -> None:
         for foreseen in self._ranges:
