@@ -37,7 +37,7 @@ def chunk(group: int, column: str) -> tuple[int, int]:
 
 def reader(strategy: type[S3Reader], source: MemorySource, **options: object) -> S3Reader:
     # a key of its own: the layout learned from a footer is kept per object version
-    return strategy("bucket", uuid.uuid4().hex, source.get_object_info, source.get_stream, **options)  # type: ignore[call-arg]
+    return strategy("bucket", f"{uuid.uuid4().hex}/t.parquet", source.get_object_info, source.get_stream, **options)  # type: ignore[call-arg]
 
 
 def read(file: S3Reader, span: tuple[int, int]) -> bytes:
@@ -186,3 +186,57 @@ def test_read_buffer_hands_out_the_received_piece_itself() -> None:
     assert bytes(file.read_buffer(100)) == (bytes(range(256)) * 64)[16384:16484]
     assert file.read_buffer() == (bytes(range(256)) * 64)[16484:]
     assert file.read_buffer(10) == b""
+
+
+def _in_folder(folder: str, source: MemorySource) -> S3Reader:
+    return RangedS3Reader(
+        "bucket", f"{folder}/{uuid.uuid4().hex}.parquet", source.get_object_info, source.get_stream, buffer_size=0
+    )
+
+
+def _footer_then_requests(file: S3Reader, source: MemorySource) -> list[tuple[int, int]]:
+    asked = len(source.requests)
+    read(file, (len(DATA) - 65536, len(DATA)))
+    return source.requests[asked + 1 :]
+
+
+def test_a_reader_fetches_ahead_the_columns_another_reader_open_in_its_folder_has_learned() -> None:
+    folder, source = uuid.uuid4().hex, MemorySource(DATA, chunk_size=4096)
+    first = _in_folder(folder, source)
+    read(first, (len(DATA) - 65536, len(DATA)))
+    read(first, chunk(0, "c2"))  # c2 learned
+    second = _in_folder(folder, source)  # another file of the folder, opened while the first is open
+    fetched_ahead = _footer_then_requests(second, source)
+    assert sorted(fetched_ahead) == [chunk(group, "c2") for group in range(GROUPS)]  # all of c2, and only c2
+    asked = len(source.requests)
+    for group in range(GROUPS):
+        assert read(second, chunk(group, "c2")) == DATA[slice(*chunk(group, "c2"))]
+    assert len(source.requests) == asked
+
+
+def test_a_reader_already_open_hears_of_the_columns_learned_after_it_opened() -> None:
+    folder, source = uuid.uuid4().hex, MemorySource(DATA, chunk_size=4096)
+    first, second = _in_folder(folder, source), _in_folder(folder, source)
+    read(second, (len(DATA) - 65536, len(DATA)))  # its layout is known, nothing learned yet
+    read(first, (len(DATA) - 65536, len(DATA)))
+    read(first, chunk(0, "c4"))
+    asked = len(source.requests)
+    assert read(second, chunk(3, "c4")) == DATA[slice(*chunk(3, "c4"))]  # its next read starts the rest
+    assert sorted(source.requests[asked:]) == [chunk(group, "c4") for group in range(GROUPS)]
+
+
+def test_what_a_folder_learned_is_forgotten_once_its_readers_close() -> None:
+    folder, source = uuid.uuid4().hex, MemorySource(DATA, chunk_size=4096)
+    first = _in_folder(folder, source)
+    read(first, (len(DATA) - 65536, len(DATA)))
+    read(first, chunk(0, "c2"))
+    first.close()
+    assert _footer_then_requests(_in_folder(folder, source), source) == []
+
+
+def test_readers_in_other_folders_learn_nothing_from_each_other() -> None:
+    source = MemorySource(DATA, chunk_size=4096)
+    first = _in_folder(uuid.uuid4().hex, source)
+    read(first, (len(DATA) - 65536, len(DATA)))
+    read(first, chunk(0, "c2"))
+    assert _footer_then_requests(_in_folder(uuid.uuid4().hex, source), source) == []

@@ -14,8 +14,9 @@ A column is learned when a read asks for its first byte, before the bytes
 arrive, so the column's other chunks travel beside the read that taught it:
 one round trip per column of the projection, not two.
 
-Only columns already read are fetched ahead, only chunks not read yet, and
-only within ``budget`` bytes held at a time; each range is handed out as the
+Only columns already read (here, or in another file of the folder open at
+the time: ``folder_columns.py``) are fetched ahead, only chunks not read
+yet, and only within ``budget`` bytes held at a time; each range is handed out as the
 received chunks (views, no copy) and dropped once read to its end. A file
 that is not parquet (no ``PAR1`` at its end) is never touched, and reads the
 prediction does not cover go the usual way.
@@ -28,6 +29,7 @@ import collections
 import errno
 import functools
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from ..parquet_footer import TRAILER, ColumnChunk, FooterError, column_chunks, f
 from ..protocol import Chunk, GetStream, ObjectInfo
 from .anticipation import Segment
 from .base import close_stream
+from .folder_columns import FolderMember
 from .options import byte_count_check
 
 logger = logging.getLogger(__name__)
@@ -62,7 +65,8 @@ def parquet_prefetch(
     if budget <= 0:
         return None
     version = (*name, info.size, info.etag, info.version_id) if info.etag or info.version_id else None
-    return ParquetPrefetch(get_stream, info.size, budget, version)
+    bucket, key = name
+    return ParquetPrefetch(get_stream, info.size, budget, version, folder=(bucket, key.rpartition("/")[0]))
 
 
 _LAYOUTS: collections.OrderedDict[tuple[object, ...], list[ColumnChunk]] = collections.OrderedDict()
@@ -70,6 +74,15 @@ _LAYOUTS_KEPT = 256
 _LAYOUTS_LOCK = threading.Lock()
 """Layouts read from footers, by object version: pyarrow reads a file's footer on its first open and
 not again on the next opens of the same file, which then need the layout all the same."""
+
+
+def _renew_layouts_lock_in_child() -> None:
+    """A fork copies the lock as it is: held, if another thread of the parent held it then."""
+    global _LAYOUTS_LOCK
+    _LAYOUTS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_layouts_lock_in_child)
 
 
 def _remember_layout(version: tuple[object, ...] | None, chunks: list[ColumnChunk]) -> None:
@@ -110,7 +123,12 @@ class ParquetPrefetch:
     """Learns a parquet file's layout and projection from the reads it sees; serves the reads it foresaw."""
 
     def __init__(
-        self, get_stream: GetStream, size: int, budget: int, version: tuple[object, ...] | None = None
+        self,
+        get_stream: GetStream,
+        size: int,
+        budget: int,
+        version: tuple[object, ...] | None = None,
+        folder: tuple[str, str] | None = None,
     ) -> None:
         self._get_stream = get_stream
         self._size = size
@@ -123,6 +141,8 @@ class ParquetPrefetch:
         self._columns: set[str] = set()
         self._done: set[int] = set()  # chunks read, or foreseen: never foreseen (again)
         self._ranges: list[_Range] = []  # foreseen, in file order; started ones have a stream
+        # the readers open in the same folder: the columns they learn are this file's next reads too
+        self._folder = FolderMember(folder) if folder is not None and not self._off else None
 
     def serve(self, start: int, end: int) -> list[Segment] | None:
         """``[start, end)`` cut where the foreseen ranges in it begin and end; None when none of it was foreseen.
@@ -132,6 +152,7 @@ class ParquetPrefetch:
         fetches itself, first, so that they travel while the foreseen ones
         arrive. A range read to its end is dropped, freeing its place in the budget.
         """
+        self._adopt_heard()
         segments: list[Segment] = []
         at = start
         for foreseen in self._ranges:
@@ -174,6 +195,8 @@ class ParquetPrefetch:
         self._done.update(asked)
         wanted = {self._chunks[i].column for i in asked} - self._columns
         if wanted:
+            if self._folder is not None:
+                self._folder.tell(wanted)
             self._columns |= wanted
             self._foresee(wanted)
             self._fill()
@@ -182,12 +205,26 @@ class ParquetPrefetch:
         """Learn from a read served the usual way: until the layout is known, the footer at the file's end."""
         if not self._off and self._chunks is None:
             self._learn_layout(start, end, pieces)
+            self._adopt_heard()
 
     def release(self) -> None:
         for foreseen in self._ranges:
             close_stream(foreseen.stream)
         self._ranges = []
         self._tail.clear()
+        if self._folder is not None:
+            self._folder.leave()
+            self._folder = None
+
+    def _adopt_heard(self) -> None:
+        """Fetch ahead the columns the folder's other readers learned, once this file's layout is known."""
+        if self._folder is None or self._off or self._chunks is None:
+            return
+        heard = self._folder.heard() - self._columns
+        if heard:
+            self._columns |= heard
+            self._foresee(heard)
+            self._fill()
 
     # -- the layout ------------------------------------------------------------------------
 
