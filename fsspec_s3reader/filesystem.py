@@ -13,7 +13,6 @@ import functools
 import inspect
 import logging
 import os
-import threading
 import time
 import weakref
 from typing import Any
@@ -23,6 +22,7 @@ from fsspec.asyn import get_loop
 from s3fs import S3FileSystem
 
 from .constructor import ReaderConstructor, make_constructor, reader_option_names
+from .forking import ForkSafeLock
 from .protocol import ObjectInfo
 from .readers.base import S3Reader
 from .redaction import protect_secrets
@@ -69,16 +69,7 @@ def _object_request_parameters() -> frozenset[str]:
 
 
 _SHARED_SESSIONS: dict[str, Any] = {}
-_SHARED_SESSIONS_LOCK = threading.Lock()
-
-
-def _renew_shared_sessions_lock() -> None:
-    # A parent thread may have held the lock at the fork; in the child nobody would release it.
-    global _SHARED_SESSIONS_LOCK
-    _SHARED_SESSIONS_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_renew_shared_sessions_lock)
+_SHARED_SESSIONS_LOCK = ForkSafeLock()
 
 _COUNTERS: weakref.WeakSet[TransferCounter] = weakref.WeakSet()
 """Every live filesystem's counter, so a forked child renews their locks before anything in it counts."""

@@ -17,20 +17,11 @@ of that folder learns from its own reads again.
 
 from __future__ import annotations
 
-import os
-import threading
 import weakref
 
-_LOCK = threading.Lock()
+from ..forking import ForkSafeLock
 
-
-def _renew_lock_in_child() -> None:
-    """A fork copies the lock as it is: held, if another thread of the parent held it then."""
-    global _LOCK
-    _LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_renew_lock_in_child)
+_LOCK = ForkSafeLock()
 
 
 class _Folder:

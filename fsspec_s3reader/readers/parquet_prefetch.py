@@ -29,13 +29,12 @@ import collections
 import errno
 import functools
 import logging
-import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..chunks import ChunkRun
 from ..errors import IncompleteObjectError
+from ..forking import ForkSafeLock
 from ..parquet_footer import TRAILER, ColumnChunk, FooterError, column_chunks, footer_span
 from ..protocol import Chunk, GetStream, ObjectInfo
 from .anticipation import Segment
@@ -71,18 +70,9 @@ def parquet_prefetch(
 
 _LAYOUTS: collections.OrderedDict[tuple[object, ...], list[ColumnChunk]] = collections.OrderedDict()
 _LAYOUTS_KEPT = 256
-_LAYOUTS_LOCK = threading.Lock()
+_LAYOUTS_LOCK = ForkSafeLock()
 """Layouts read from footers, by object version: pyarrow reads a file's footer on its first open and
 not again on the next opens of the same file, which then need the layout all the same."""
-
-
-def _renew_layouts_lock_in_child() -> None:
-    """A fork copies the lock as it is: held, if another thread of the parent held it then."""
-    global _LAYOUTS_LOCK
-    _LAYOUTS_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_renew_layouts_lock_in_child)
 
 
 def _remember_layout(version: tuple[object, ...] | None, chunks: list[ColumnChunk]) -> None:

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from ..forking import ForkSafeLock
 from ..retry import is_transient
 from .calls import S3Calls
 
@@ -249,7 +250,7 @@ class AdaptiveLimiter:
 
 
 _ENDPOINT_LIMITERS: dict[str, AdaptiveLimiter] = {}
-_ENDPOINT_LIMITERS_LOCK = threading.Lock()
+_ENDPOINT_LIMITERS_LOCK = ForkSafeLock()
 
 
 def endpoint_limiter(endpoint: str, ceiling: int) -> AdaptiveLimiter:
@@ -263,8 +264,6 @@ def endpoint_limiter(endpoint: str, ceiling: int) -> AdaptiveLimiter:
 
 
 def _start_over_in_child() -> None:
-    global _ENDPOINT_LIMITERS_LOCK
-    _ENDPOINT_LIMITERS_LOCK = threading.Lock()
     for limiter in _ENDPOINT_LIMITERS.values():  # what a child learned of an endpoint, it keeps: the window
         limiter.start_over_after_fork()
 
