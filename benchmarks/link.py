@@ -30,14 +30,13 @@ answer: two round trips, as on S3.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import sys
 import time
 from collections.abc import Sequence
 
-from .processes import LOOPBACK, PortPrintingProcess
+from .processes import LOOPBACK, PortPrintingProcess, proxy_arguments
 
 _SLICE = 256 * 1024
 """Bytes read, paced and written at a time: small enough for smooth pacing, large enough for little CPU."""
@@ -162,11 +161,9 @@ class LinkProxy(PortPrintingProcess):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.link", description=__doc__.split("\n")[0])
-    parser.add_argument("--upstream-port", type=int, required=True, help="the server's port on 127.0.0.1")
+    parser = proxy_arguments("benchmarks.link", __doc__)
     parser.add_argument("--delay-ms", type=float, default=20.0, help="time to first byte of each response (20)")
     parser.add_argument("--mbps", type=float, default=90.0, help="MB/s per connection and direction; 0: no cap (90)")
-    parser.add_argument("--port", type=int, default=0, help="where to listen (default: a free port, printed)")
     args = parser.parse_args(argv)
     if args.delay_ms < 0 or args.mbps < 0:
         parser.error("--delay-ms and --mbps must be at least 0")

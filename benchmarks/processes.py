@@ -6,6 +6,7 @@ nothing the ``bench`` extra installs.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import signal
 import subprocess
@@ -34,6 +35,14 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def proxy_arguments(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """The command line a proxy run as a ``PortPrintingProcess`` starts from: whom it forwards to, where it listens."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=(doc or "").split("\n")[0])
+    parser.add_argument("--upstream-port", type=int, required=True, help="the server's port on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="where to listen (default: a free port, printed)")
+    return parser
 
 
 class PortPrintingProcess:

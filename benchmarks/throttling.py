@@ -22,7 +22,6 @@ Standard library only, in a process of its own (``ThrottlingProxy``), as the lin
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -33,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .http_forward import forward, parse_head
-from .processes import LOOPBACK, PortPrintingProcess
+from .processes import LOOPBACK, PortPrintingProcess, proxy_arguments
 
 CONTROL = "/__throttle__/"
 _SLOW_DOWN = (
@@ -179,12 +178,10 @@ class ThrottlingProxy(PortPrintingProcess):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.throttling", description=__doc__.split("\n")[0])
-    parser.add_argument("--upstream-port", type=int, required=True, help="the server's port on 127.0.0.1")
+    parser = proxy_arguments("benchmarks.throttling", __doc__)
     parser.add_argument("--rate", type=float, default=150.0, help="GETs and HEADs a second it serves (150)")
     parser.add_argument("--burst", type=float, default=15.0, help="how many it serves at once after a pause (15)")
     parser.add_argument("--delay-ms", type=float, default=50.0, help="time to first byte of every answer (50)")
-    parser.add_argument("--port", type=int, default=0, help="where to listen (default: a free port, printed)")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.burst < 1 or args.delay_ms < 0:
         parser.error("--rate must be positive, --burst at least 1, --delay-ms at least 0")

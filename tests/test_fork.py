@@ -23,6 +23,7 @@ from fault_proxy import Fault, FaultProxy
 from torch.utils.data import DataLoader, Dataset
 
 from fsspec_s3reader import ObjectChangedError, S3ReaderFileSystem
+from fsspec_s3reader.forking import ForkSafeLock
 
 OBJECT = random.Random(11).randbytes(1_000_000)
 PART_SIZE = 16 * 1024
@@ -115,6 +116,17 @@ def _parent_fs(proxied_options: dict) -> S3ReaderFileSystem:
     )
 
 
+def _answer_of_a_forked_child(read: Callable[[], bytes]) -> tuple[str, Any]:
+    """What a forked child answers when it calls ``read``: ``("read", digest)`` or ``("raised", exception)``."""
+    answers: Any = multiprocessing.get_context("fork").SimpleQueue()
+    child = multiprocessing.get_context("fork").Process(target=_read_in_child, args=(read, answers))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the child did not finish reading within 60 s"
+    answer: tuple[str, Any] = answers.get()
+    return answer
+
+
 def _read_in_child(read: Callable[[], bytes], answers: Any) -> None:
     """In a forked child: what ``read`` gives, as a digest, or what it raised.
 
@@ -135,20 +147,15 @@ def test_a_forked_child_reads_on_from_the_pinned_version_and_says_so_when_it_cha
     hold = _HoldTheParentsParts()
     fault_proxy.add(Fault.run(hold), method="GET", path_contains="overwritten.bin", from_nth=2)
     parent_fs = _parent_fs(proxied_options)
-    answers: Any = multiprocessing.get_context("fork").SimpleQueue()
     try:
         reader = parent_fs.open(path, "rb", reader="sequential")
         assert reader.read(100) == OBJECT[:100]
         _wait_for_gets(fault_proxy, 1 + PARTS_IN_FLIGHT)
         fs.pipe_file(path, OBJECT[::-1])  # a new version while the parent's parts are in flight
         hold.forking.set()
-        child = multiprocessing.get_context("fork").Process(target=_read_in_child, args=(reader.read, answers))
-        child.start()
-        child.join(timeout=60)
-        assert child.exitcode == 0, "the child did not finish reading within 60 s"
+        kind, answer = _answer_of_a_forked_child(reader.read)
     finally:
         hold.released.set()
-    kind, answer = answers.get()
     assert kind == "raised" and isinstance(answer, ObjectChangedError), answer
     assert "overwritten.bin" in str(answer)
 
@@ -172,18 +179,37 @@ def test_a_stream_forked_before_its_first_answer_learns_the_pin_in_the_child(
     fault_proxy.add(Fault.run(hold), method="GET", path_contains="unpinned.bin")  # even the first GET waits
     parent_fs = _parent_fs(proxied_options)
     transport = parent_fs.object_transport(bucket, "unpinned.bin")
-    answers: Any = multiprocessing.get_context("fork").SimpleQueue()
     try:
         stream = transport.get_stream(0, len(OBJECT))  # no size, no pin yet: one GET in flight
         _wait_for_gets(fault_proxy, 1)
         hold.forking.set()
-        child = multiprocessing.get_context("fork").Process(
-            target=_read_in_child, args=(lambda: b"".join(bytes(chunk) for chunk in stream), answers)
-        )
-        child.start()
-        child.join(timeout=60)
-        assert child.exitcode == 0, "the child did not finish reading within 60 s"
+        answer = _answer_of_a_forked_child(lambda: b"".join(bytes(chunk) for chunk in stream))
     finally:
         hold.released.set()
-    assert answers.get() == ("read", hashlib.sha1(OBJECT).hexdigest())
+    assert answer == ("read", hashlib.sha1(OBJECT).hexdigest())
     assert b"".join(bytes(chunk) for chunk in stream) == OBJECT  # the parent's stream, let go
+
+
+def test_a_fork_safe_lock_held_by_another_thread_at_the_fork_is_free_in_the_child() -> None:
+    lock = ForkSafeLock()
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            entered.set()
+            leave.wait(timeout=60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert entered.wait(timeout=10)
+        answer = _answer_of_a_forked_child(lambda: _enter_and_leave(lock))
+    finally:
+        leave.set()
+        holder.join()
+    assert answer == ("read", hashlib.sha1(b"entered").hexdigest())
+
+
+def _enter_and_leave(lock: ForkSafeLock) -> bytes:
+    with lock:
+        return b"entered"
