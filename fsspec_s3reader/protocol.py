@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 Chunk = bytes | bytearray | memoryview
 """A piece of an object's bytes, in order, as the transport received it."""
@@ -29,10 +30,18 @@ class ObjectInfo:
 GetObjectInfo = Callable[[], ObjectInfo]
 """Returns the object's size (and ETag/version). Cheap to call twice: sources cache it."""
 
-GetStream = Callable[[int, int], Iterator[Chunk]]
-"""``get_stream(start, end)`` yields the bytes of ``[start, end)`` in order.
 
-The chunks together hold exactly ``end - start`` bytes; a source that cannot
-deliver them raises instead of returning fewer. Closing the iterator early
-(``close()``) releases the connection and anything fetched ahead.
-"""
+class GetStream(Protocol):
+    """``get_stream(start, end)`` yields the bytes of ``[start, end)`` in order.
+
+    The chunks together hold exactly ``end - start`` bytes; a source that cannot
+    deliver them raises instead of returning fewer. Closing the iterator early
+    (``close()``) releases the connection and anything fetched ahead.
+
+    ``ahead=True`` says that no read waits for the stream yet (a parquet
+    column chunk foreseen from the footer, say): a source over a network may
+    then fetch it in fewer, longer requests, since many such streams travel at
+    once and fill the link between them. A source over memory ignores it.
+    """
+
+    def __call__(self, start: int, end: int, /, *, ahead: bool = False) -> Iterator[Chunk]: ...

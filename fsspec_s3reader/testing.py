@@ -20,7 +20,8 @@ from .protocol import ObjectInfo
 class MemorySource:
     """``get_object_info`` and ``get_stream`` over bytes, delivering ``chunk_size`` pieces.
 
-    Every range asked for is recorded in ``requests``, and every size lookup
+    Every range asked for is recorded in ``requests`` (those asked for
+    ``ahead`` of a read in ``requests_ahead`` too), and every size lookup
     counted in ``info_calls``, so a test can say what a strategy fetched.
     """
 
@@ -30,16 +31,20 @@ class MemorySource:
         self.data = data
         self.chunk_size = chunk_size
         self.requests: list[tuple[int, int]] = []
+        self.requests_ahead: list[tuple[int, int]] = []
+        """The ranges of ``requests`` that were asked for ``ahead`` of any read."""
         self.info_calls = 0
 
     def get_object_info(self) -> ObjectInfo:
         self.info_calls += 1
         return ObjectInfo(size=len(self.data), etag='"memory"')
 
-    def get_stream(self, start: int, end: int) -> Iterator[bytes]:
+    def get_stream(self, start: int, end: int, /, *, ahead: bool = False) -> Iterator[bytes]:
         if not 0 <= start <= end <= len(self.data):
             raise ValueError(f"range [{start}, {end}) outside an object of {len(self.data)} bytes")
         self.requests.append((start, end))
+        if ahead:
+            self.requests_ahead.append((start, end))
         return self._chunks(start, end)
 
     def _chunks(self, start: int, end: int) -> Iterator[bytes]:

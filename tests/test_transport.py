@@ -335,3 +335,18 @@ def test_a_read_waited_for_is_cut_to_fit_the_link_unless_part_size_is_given(
         assert b"".join(filesystem.object_transport(bucket, "ten").get_stream(0, size)) == bytes(size)
     # fitted: five parts of 2 MiB side by side; chosen: 8 MiB and the 2 MiB left
     assert (fitted.stats.get_requests, chosen.stats.get_requests) == (5, 2)
+
+
+def test_a_stream_fetched_ahead_keeps_parts_of_part_size_on_a_timed_link(
+    storage_options: dict, bucket: str, fs: S3ReaderFileSystem
+) -> None:
+    size = 10 * 2**20
+    data = bytes(range(256)) * (size // 256)
+    fs.pipe_file(f"{bucket}/ahead", data)
+    fitted = _with_a_timed_link(S3ReaderFileSystem(skip_instance_cache=True, **storage_options))
+    transport = fitted.object_transport(bucket, "ahead")
+    assert b"".join(transport.get_stream(0, size, ahead=True)) == data
+    # the default part size (8 MiB) and the 2 MiB left, where a read waited for takes five parts
+    assert fitted.stats.get_requests == 2
+    assert b"".join(transport.get_stream(0, size)) == data
+    assert fitted.stats.get_requests == 2 + 5

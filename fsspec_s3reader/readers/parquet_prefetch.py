@@ -285,7 +285,7 @@ class ParquetPrefetch:
             held += foreseen.length
 
     def _start(self, foreseen: _Range) -> None:
-        foreseen.stream = self._get_stream(foreseen.start, foreseen.end)
+        foreseen.stream = self._get_stream(foreseen.start, foreseen.end, ahead=True)
 
     def _receive(self, foreseen: _Range, stop: int) -> None:
         assert foreseen.stream is not None

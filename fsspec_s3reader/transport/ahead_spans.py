@@ -100,11 +100,11 @@ class AheadObject:
     def get_object_info(self) -> ObjectInfo:
         return self.transport.get_object_info()
 
-    def get_stream(self, start: int, end: int) -> Iterator[Chunk]:
+    def get_stream(self, start: int, end: int, /, *, ahead: bool = False) -> Iterator[Chunk]:
         with self._fetch.lock:
             span = self._unclaimed.pop((start, end), None)
         if span is None:
-            return self.transport.get_stream(start, end)
+            return self.transport.get_stream(start, end, ahead=ahead)
         return AheadStream(self._fetch, span)
 
     def may_send(self, *, ahead: bool) -> bool:

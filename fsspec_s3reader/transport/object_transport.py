@@ -173,31 +173,38 @@ class S3ObjectTransport:
         assert self._requests.info is not None
         return self._requests.info
 
-    def get_stream(self, start: int, end: int) -> Iterator[Chunk]:
+    def get_stream(self, start: int, end: int, /, *, ahead: bool = False) -> Iterator[Chunk]:
         """Yield the bytes of ``[start, end)`` in order, as concurrent ranged GETs.
 
         The first GET is sent now, not at the first ``next()``: a reader that
         knows what it will need (the DCP reader's next range group) starts the
         stream early and the bytes are on their way while it works.
+
+        A stream fetched ``ahead`` of any read is cut into parts of
+        ``part_size``: nobody waits for its first bytes, and the streams
+        fetched ahead together keep the connections busy, so cutting each
+        into parts that fit the link would only add requests (each costs the
+        client, the server and the bill; on a server that is itself the
+        bottleneck, it costs time too).
         """
         if start < 0 or end < start:
             raise ValueError(f"invalid byte range [{start}, {end}) for {self.uri}")
         first_bytes = self._first_bytes
         if not first_bytes.start <= start < min(end, first_bytes.end):
-            return _PartStream(self, self._cut(start, end))
+            return _PartStream(self, self._cut(start, end, ahead))
         # The start of the range was received with the object's size: hand it
         # out from memory, and fetch only the rest (started now, as always).
         kept_to = min(end, first_bytes.end)
         kept = first_bytes.slice(start, kept_to)
-        rest = _PartStream(self, self._cut(kept_to, end))
+        rest = _PartStream(self, self._cut(kept_to, end, ahead))
         return _KeptThenStreamed(kept, rest)
 
     # -- internals -----------------------------------------------------------------
 
-    def _cut(self, start: int, end: int) -> list[tuple[int, int]]:
+    def _cut(self, start: int, end: int, ahead: bool) -> list[tuple[int, int]]:
         settings = self._settings
         part_size = settings.part_size
-        if settings.reads_fit_link and settings.link_estimate is not None:
+        if settings.reads_fit_link and settings.link_estimate is not None and not ahead:
             part_size = part_for_a_read(
                 settings.link_estimate.sample(),
                 end - start,
