@@ -18,7 +18,7 @@ import weakref
 from typing import Any
 
 import aiobotocore.session  # type: ignore[import-untyped]
-from fsspec.asyn import get_loop
+from fsspec.asyn import get_loop, sync_wrapper
 from s3fs import S3FileSystem
 
 from .constructor import ReaderConstructor, make_constructor, reader_option_names
@@ -121,7 +121,11 @@ def _endpoint_of(endpoint_url: str | None, client_kwargs: dict[str, Any]) -> str
 
 
 _DESCRIBED_FOR_SECONDS = 2.0
-"""How long the answer of ``info`` stands in for an open's first request: the ``isfile`` before an ``open``."""
+"""How long an ``info`` answer stands in for the next ``info`` of the path and for an open's first request.
+
+pandas and pyarrow ask three times in a row of one file (``info``, then
+``isfile`` before each of two opens): three HEADs one after another, each a
+round trip. Within this window the first answer serves them all."""
 _DESCRIBED_AT_MOST = 1024
 
 
@@ -232,7 +236,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         )
         self._counter = TransferCounter()
         # path -> (when, what): an info answered moments ago, taken by the open that usually follows it
-        self._just_described: dict[str, tuple[float, ObjectInfo]] = {}
+        self._just_described: dict[str, tuple[float, dict[str, Any]]] = {}
         _COUNTERS.add(self._counter)
         super().__init__(*args, **kwargs)
         protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
@@ -355,9 +359,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         first read, and that read asks for the very bytes it wants. As with
         s3fs, ``invalidate_cache()`` forgets the listings.
         """
-        described = self._just_described.pop(path, None)
-        if described is not None and time.monotonic() - described[0] < _DESCRIBED_FOR_SECONDS:
-            return described[1]
+        described = self._described_moments_ago(path)
+        if described is not None:
+            return _object_info_of(described)
         try:
             entries = self._ls_from_cache(path)
         except FileNotFoundError:
@@ -383,6 +387,16 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
                     self._just_described.pop(known, None)
         super().invalidate_cache(path)
 
+    def _described_moments_ago(self, path: str) -> dict[str, Any] | None:
+        """What an ``info`` of ``path`` answered within ``_DESCRIBED_FOR_SECONDS``, unless listings are not cached."""
+        described = self._just_described.get(path)
+        if described is None or not self.dircache.use_listings_cache:
+            return None
+        if time.monotonic() - described[0] >= _DESCRIBED_FOR_SECONDS:
+            self._just_described.pop(path, None)
+            return None
+        return described[1]
+
     async def _info(
         self,
         path: str,
@@ -391,15 +405,40 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         refresh: bool = False,
         version_id: str | None = None,
     ) -> dict[str, Any]:
+        """s3fs's ``info``; an answer of the last 2 s serves again (``refresh=True`` asks S3 anyway).
+
+        The same window as the listings s3fs keeps, made short: a write
+        through this filesystem, ``invalidate_cache()`` and
+        ``use_listings_cache=False`` end it.
+        """
+        stripped = self._strip_protocol(path)
+        if not refresh and version_id is None:
+            described = self._described_moments_ago(stripped)
+            if described is not None:
+                return dict(described)
         details: dict[str, Any] = await super()._info(
             path, bucket=bucket, key=key, refresh=refresh, version_id=version_id
         )
-        described = _object_info_of(details)
-        if described is not None and version_id is None:
+        if details.get("type") in ("file", "directory") and version_id is None:
             if len(self._just_described) >= _DESCRIBED_AT_MOST:
                 self._just_described.clear()
-            self._just_described[self._strip_protocol(path)] = (time.monotonic(), described)
+            self._just_described[stripped] = (time.monotonic(), dict(details))
         return details
+
+    async def _isdir(self, path: str) -> bool:
+        """s3fs's ``isdir``, answered by an ``info`` of the last 2 s where there was one.
+
+        pyarrow asks ``info`` of a dataset's folder (a HEAD, then a LIST of one
+        key) and then ``isdir`` of it (another LIST): the second round trip
+        would only repeat what the first said.
+        """
+        described = self._described_moments_ago(self._strip_protocol(path).rstrip("/"))
+        if described is not None:
+            return bool(described["type"] == "directory")
+        return bool(await super()._isdir(path))
+
+    # s3fs binds its own coroutine here (``isdir = sync_wrapper(_isdir)``), not the method: bind ours.
+    isdir = sync_wrapper(_isdir)
 
     def _object_requests(self, path: str, version_id: str | None, request_kwargs: dict[str, Any]) -> ObjectRequests:
         bucket, key, path_version_id = self.split_path(path)

@@ -12,7 +12,7 @@ from file_model import assert_behaves_like_bytesio, object_bytes, operations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fsspec_s3reader import ObjectChangedError, S3ReaderFileSystem
+from fsspec_s3reader import ObjectChangedError, S3ReaderFileSystem, filesystem
 
 DATA = bytes(range(256)) * 1024  # 256 KiB
 
@@ -130,17 +130,38 @@ def test_a_file_rewritten_with_the_same_length_since_its_listing_is_read_whole_f
         assert f.read() == DATA[::-1]
 
 
-def test_an_open_right_after_info_takes_its_answer_once(storage_options: dict, bucket: str) -> None:
+def test_the_info_pandas_and_pyarrow_ask_three_times_in_a_row_is_one_head(storage_options: dict, bucket: str) -> None:
     fs = _fs(storage_options, 64 * 1024)
     fs.pipe_file(f"{bucket}/described", DATA)
-    assert fs.isfile(f"{bucket}/described")  # pyarrow's fsspec handler asks this before each open
     fs.reset_stats()
+    assert fs.info(f"{bucket}/described")["size"] == len(DATA)  # pandas
+    assert fs.isfile(f"{bucket}/described")  # pyarrow's fsspec handler, before each open
     with fs.open(f"{bucket}/described", "rb", reader="range_based", buffer_size=0) as f:
-        assert (fs.stats.get_requests, fs.stats.head_requests) == (0, 0)
+        assert (fs.stats.get_requests, fs.stats.head_requests) == (0, 1)
         assert f.read(10) == DATA[:10]
-    with fs.open(f"{bucket}/described", "rb") as f:  # the answer was taken: this open asks again
-        assert fs.stats.get_requests == 2
+    assert fs.isfile(f"{bucket}/described")
+    with fs.open(f"{bucket}/described", "rb") as f:
         assert f.read() == DATA
+    assert (fs.stats.get_requests, fs.stats.head_requests) == (2, 1)
+    fs.info(f"{bucket}/described", refresh=True)  # refresh asks S3 anyway
+    assert fs.stats.head_requests == 2
+
+
+def test_an_info_answer_serves_again_only_for_a_moment_and_only_with_listings_cached(
+    storage_options: dict, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = _fs(storage_options, 64 * 1024)
+    fs.pipe_file(f"{bucket}/moment", DATA)
+    fs.info(f"{bucket}/moment")
+    _fs(storage_options, 64 * 1024).pipe_file(f"{bucket}/moment", DATA + DATA)  # written by another client
+    assert fs.size(f"{bucket}/moment") == len(DATA)  # within the moment: the answer of a moment ago
+    monkeypatch.setattr(filesystem, "_DESCRIBED_FOR_SECONDS", 0.0)
+    assert fs.size(f"{bucket}/moment") == 2 * len(DATA)  # the moment passed: S3 is asked
+    uncached = _fs(storage_options, 64 * 1024, use_listings_cache=False)
+    uncached.info(f"{bucket}/moment")
+    uncached.reset_stats()
+    uncached.info(f"{bucket}/moment")
+    assert uncached.stats.head_requests == 1
 
 
 @pytest.mark.timeout(60)
@@ -193,3 +214,19 @@ def test_a_file_written_after_its_info_opens_with_its_new_length(storage_options
         f.write(b"short")
     with fs.open(f"{bucket}/rewritten", "rb") as f:
         assert f.read() == b"short"
+
+
+def test_isdir_after_an_info_of_a_folder_asks_nothing_more(storage_options: dict, bucket: str) -> None:
+    fs = _fs(storage_options, 64 * 1024)
+    fs.pipe_file(f"{bucket}/folder/part-0.parquet", DATA)
+    fs.invalidate_cache()
+    fs.reset_stats()
+    assert fs.info(f"{bucket}/folder")["type"] == "directory"  # pyarrow's dataset asks this first
+    assert fs.info(f"{bucket}/folder/part-0.parquet")["type"] == "file"
+    asked = fs.stats
+    assert fs.isdir(f"{bucket}/folder")  # then this, before listing the folder
+    assert not fs.isdir(f"{bucket}/folder/part-0.parquet")
+    assert fs.stats == asked
+    fs.invalidate_cache()
+    assert fs.isdir(f"{bucket}/folder")  # forgotten: S3 is asked again
+    assert fs.stats.other_requests > asked.other_requests
