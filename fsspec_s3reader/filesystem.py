@@ -235,7 +235,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             reads_fit_link=part_size is None,
         )
         self._counter = TransferCounter()
-        # path -> (when, what): an info answered moments ago, taken by the open that usually follows it
+        # path -> (when, what): an info answered moments ago, for the info, isdir and open that usually follow it
         self._just_described: dict[str, tuple[float, dict[str, Any]]] = {}
         _COUNTERS.add(self._counter)
         super().__init__(*args, **kwargs)
@@ -373,17 +373,19 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         return None
 
     def invalidate_cache(self, path: str | None = None) -> None:
-        """Forget listings (s3fs's) and recent ``info`` answers of ``path`` and below it (everything, without a path).
+        """Forget listings (s3fs's) and recent ``info`` answers of ``path``, below and above it (all, without a path).
 
         s3fs calls this after every write, so a file written since its
-        ``info`` opens with its new size.
+        ``info`` opens with its new size; its folders, which a write or a
+        delete may have made or emptied, are asked again too, as s3fs forgets
+        their listings.
         """
         if path is None:
             self._just_described.clear()
         else:
             stripped = self._strip_protocol(path).rstrip("/")
             for known in list(self._just_described):
-                if known == stripped or known.startswith(f"{stripped}/"):
+                if known == stripped or known.startswith(f"{stripped}/") or stripped.startswith(f"{known}/"):
                     self._just_described.pop(known, None)
         super().invalidate_cache(path)
 

@@ -230,3 +230,6 @@ def test_isdir_after_an_info_of_a_folder_asks_nothing_more(storage_options: dict
     fs.invalidate_cache()
     assert fs.isdir(f"{bucket}/folder")  # forgotten: S3 is asked again
     assert fs.stats.other_requests > asked.other_requests
+    fs.info(f"{bucket}/folder")
+    fs.rm(f"{bucket}/folder/part-0.parquet")  # a delete forgets the folders above the file too
+    assert not fs.isdir(f"{bucket}/folder")
