@@ -187,9 +187,7 @@ class ParquetPrefetch:
         if wanted:
             if self._folder is not None:
                 self._folder.tell(wanted)
-            self._columns |= wanted
-            self._foresee(wanted)
-            self._fill()
+            self._want(wanted)
 
     def observe(self, start: int, end: int, pieces: list[Chunk]) -> None:
         """Learn from a read served the usual way: until the layout is known, the footer at the file's end."""
@@ -212,9 +210,13 @@ class ParquetPrefetch:
             return
         heard = self._folder.heard() - self._columns
         if heard:
-            self._columns |= heard
-            self._foresee(heard)
-            self._fill()
+            self._want(heard)
+
+    def _want(self, columns: set[str]) -> None:
+        """Columns newly known to be read: their chunks not read yet are planned and fetched ahead."""
+        self._columns |= columns
+        self._foresee(columns)
+        self._fill()
 
     # -- the layout ------------------------------------------------------------------------
 
