@@ -383,7 +383,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         if path is None:
             self._just_described.clear()
         else:
-            stripped = self._strip_protocol(path).rstrip("/")
+            stripped = self._strip_protocol(path)
             for known in list(self._just_described):
                 if known == stripped or known.startswith(f"{stripped}/") or stripped.startswith(f"{known}/"):
                     self._just_described.pop(known, None)
@@ -434,7 +434,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         key) and then ``isdir`` of it (another LIST): the second round trip
         would only repeat what the first said.
         """
-        described = self._described_moments_ago(self._strip_protocol(path).rstrip("/"))
+        described = self._described_moments_ago(self._strip_protocol(path))
         if described is not None:
             return bool(described["type"] == "directory")
         return bool(await super()._isdir(path))
