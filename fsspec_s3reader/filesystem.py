@@ -13,8 +13,8 @@ import functools
 import inspect
 import logging
 import os
-import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import aiobotocore.session  # type: ignore[import-untyped]
@@ -25,6 +25,7 @@ from .constructor import ReaderConstructor, make_constructor, reader_option_name
 from .forking import ForkSafeLock
 from .protocol import ObjectInfo
 from .readers.base import S3Reader
+from .recent_answers import RecentAnswers
 from .redaction import protect_secrets
 from .retry import DEFAULT_READ_ATTEMPTS, DEFAULT_READ_TIMEOUT, DEFAULT_RETRY_BACKOFF, RetryPolicy
 from .s3fs_options import check_s3fs_options
@@ -45,6 +46,7 @@ from .transport import (
 )
 from .transport.link_estimate import READ_TIMED_BODY, LinkEstimate
 from .transport.object_requests import ObjectRequests
+from .transport.object_transport import ObjectTail
 from .transport.whole_reads import download, read_range
 from .uris import without_scheme
 
@@ -121,12 +123,16 @@ def _endpoint_of(endpoint_url: str | None, client_kwargs: dict[str, Any]) -> str
 
 
 _DESCRIBED_FOR_SECONDS = 2.0
-"""How long an ``info`` answer stands in for the next ``info`` of the path and for an open's first request.
+"""How long an ``info`` answer stands in for the next ``info`` of the path and for an open's first request,
+and an object's tail, read by one reader, for the next reader's read of it.
 
 pandas and pyarrow ask three times in a row of one file (``info``, then
 ``isfile`` before each of two opens): three HEADs one after another, each a
-round trip. Within this window the first answer serves them all."""
+round trip; a ``pyarrow.dataset`` scan reads its first file's footer twice.
+Within this window the first answer serves them all."""
 _DESCRIBED_AT_MOST = 1024
+_TAILS_KEPT_AT_MOST = 128
+"""Object tails kept (each at most ``TAIL_TOLD_AT_MOST`` bytes, a parquet footer read is 64 KiB): 32 MiB at worst."""
 
 
 def _object_info_of(details: dict[str, Any]) -> ObjectInfo | None:
@@ -235,8 +241,10 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             reads_fit_link=part_size is None,
         )
         self._counter = TransferCounter()
-        # path -> (when, what): an info answered moments ago, for the info, isdir and open that usually follow it
-        self._just_described: dict[str, tuple[float, dict[str, Any]]] = {}
+        # an info answered moments ago, for the info, isdir and open that usually follow it
+        self._just_described: RecentAnswers[dict[str, Any]] = RecentAnswers(_DESCRIBED_AT_MOST)
+        # an object's last bytes read moments ago (a parquet footer), for the next reader of that version
+        self._recent_tails: RecentAnswers[ObjectTail] = RecentAnswers(_TAILS_KEPT_AT_MOST)
         _COUNTERS.add(self._counter)
         super().__init__(*args, **kwargs)
         protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
@@ -327,6 +335,8 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         calls: S3Calls | None = None,
         read_from_end: bool = False,
         listed: ObjectInfo | None = None,
+        known_tail: ObjectTail | None = None,
+        on_tail: Callable[[ObjectTail], None] | None = None,
         **settings: Any,
     ) -> S3ObjectTransport:
         """The source a reader of ``s3://bucket/key`` is built on: ``get_object_info`` and ``get_stream``.
@@ -336,7 +346,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         wrapper around :attr:`object_calls`, say, in a test); ``read_from_end``
         makes the first GET ask for the object's last bytes; ``listed`` is
         what a listing said of the object (its size), taken instead of a first
-        request.
+        request; ``known_tail`` is the object's last bytes another reader
+        received moments ago (they pin their version), and ``on_tail`` hears of
+        the last bytes this one receives.
         """
         chosen = dataclasses.replace(self._transport_settings, **settings) if settings else self._transport_settings
         return S3ObjectTransport(
@@ -348,6 +360,8 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             request_kwargs=request_kwargs,
             read_from_end=read_from_end,
             listed=listed,
+            known_tail=known_tail,
+            on_tail=on_tail,
         )
 
     def _listed_info(self, path: str) -> ObjectInfo | None:
@@ -380,24 +394,29 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         delete may have made or emptied, are asked again too, as s3fs forgets
         their listings.
         """
-        if path is None:
-            self._just_described.clear()
-        else:
-            stripped = self._strip_protocol(path)
-            for known in list(self._just_described):
-                if known == stripped or known.startswith(f"{stripped}/") or stripped.startswith(f"{known}/"):
-                    self._just_described.pop(known, None)
+        stripped = None if path is None else self._strip_protocol(path)
+        self._just_described.forget(stripped)
+        self._recent_tails.forget(stripped)
         super().invalidate_cache(path)
 
     def _described_moments_ago(self, path: str) -> dict[str, Any] | None:
         """What an ``info`` of ``path`` answered within ``_DESCRIBED_FOR_SECONDS``, unless listings are not cached."""
-        described = self._just_described.get(path)
-        if described is None or not self.dircache.use_listings_cache:
+        if not self.dircache.use_listings_cache:
             return None
-        if time.monotonic() - described[0] >= _DESCRIBED_FOR_SECONDS:
-            self._just_described.pop(path, None)
+        return self._just_described.get(path, _DESCRIBED_FOR_SECONDS)
+
+    def _tail_read_moments_ago(self, path: str, listed: ObjectInfo | None) -> ObjectTail | None:
+        """The last bytes of ``path`` a reader received within the window, if nothing since said otherwise.
+
+        ``listed``: what a listing or ``info`` says of the object now; a tail of
+        another size or ETag is not used.
+        """
+        if not self.dircache.use_listings_cache:
             return None
-        return described[1]
+        tail = self._recent_tails.get(path, _DESCRIBED_FOR_SECONDS)
+        if tail is None or (listed is not None and (listed.size, listed.etag) != (tail.info.size, tail.info.etag)):
+            return None
+        return tail
 
     async def _info(
         self,
@@ -422,9 +441,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             path, bucket=bucket, key=key, refresh=refresh, version_id=version_id
         )
         if details.get("type") in ("file", "directory") and version_id is None:
-            if len(self._just_described) >= _DESCRIBED_AT_MOST:
-                self._just_described.clear()
-            self._just_described[stripped] = (time.monotonic(), dict(details))
+            self._just_described.put(stripped, dict(details))
         return details
 
     async def _isdir(self, path: str) -> bool:
@@ -586,13 +603,21 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         else:
             constructor = make_constructor(reader if reader is not None else self._reader_constructor.name, options)
         version = version_id or path_version_id
+        path = f"{bucket}/{key}"
+        listed = None if version else self._listed_info(path)
+        # A file read from its end (a parquet footer) passes what one reader received of its end to the next
+        # reader of that version (a dataset scan reads its first file's footer twice); not with request
+        # parameters, which may change the answer.
+        shares_tail = _read_from_end(key) and not version and not kwargs
         transport = self.object_transport(
             bucket,
             key,
             version,
             request_kwargs=kwargs,
             read_from_end=_read_from_end(key),
-            listed=None if version else self._listed_info(f"{bucket}/{key}"),
+            listed=listed,
+            known_tail=self._tail_read_moments_ago(path, listed) if shares_tail else None,
+            on_tail=functools.partial(self._recent_tails.put, path) if shares_tail else None,
         )
         logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))
         opened = constructor(bucket, key, transport.get_object_info, transport.get_stream)

@@ -233,3 +233,69 @@ def test_isdir_after_an_info_of_a_folder_asks_nothing_more(storage_options: dict
     fs.info(f"{bucket}/folder")
     fs.rm(f"{bucket}/folder/part-0.parquet")  # a delete forgets the folders above the file too
     assert not fs.isdir(f"{bucket}/folder")
+
+
+def test_a_parquet_footer_read_by_one_reader_serves_the_next_reader_of_that_version(
+    storage_options: dict, bucket: str
+) -> None:
+    fs = _fs(storage_options, 64 * 1024, reader="range_based", buffer_size=0)
+    fs.pipe_file(f"{bucket}/tails/part-0.parquet", DATA)
+    fs.ls(f"{bucket}/tails")
+    with fs.open(f"{bucket}/tails/part-0.parquet", "rb") as f:  # a dataset's schema: the footer only
+        f.seek(-64 * 1024, 2)
+        assert f.read() == DATA[-64 * 1024 :]
+    fs.reset_stats()
+    with fs.open(f"{bucket}/tails/part-0.parquet", "rb") as f:  # the scan: the footer again, then the rows
+        f.seek(-64 * 1024, 2)
+        assert f.read() == DATA[-64 * 1024 :]
+        assert fs.stats.get_requests == 0
+        f.seek(10)  # the rows: their own GET
+        assert f.read(10) == DATA[10:20]
+    assert (fs.stats.get_requests, fs.stats.bytes_fetched) == (1, 10)
+    fs.invalidate_cache()
+    with fs.open(f"{bucket}/tails/part-0.parquet", "rb") as f:
+        f.seek(-64 * 1024, 2)
+        assert f.read() == DATA[-64 * 1024 :]
+    assert fs.stats.get_requests == 2  # forgotten: asked again
+
+
+def test_a_footer_kept_from_a_version_since_overwritten_fails_the_next_read_rather_than_mixing(
+    storage_options: dict, bucket: str
+) -> None:
+    fs = _fs(storage_options, 64 * 1024, reader="range_based", buffer_size=0)
+    fs.pipe_file(f"{bucket}/tails/changed.parquet", DATA)
+    with fs.open(f"{bucket}/tails/changed.parquet", "rb") as f:  # its size from a GET of its last 64 KiB
+        f.seek(-100, 2)
+        assert f.read() == DATA[-100:]
+    _fs(storage_options, 64 * 1024).pipe_file(f"{bucket}/tails/changed.parquet", DATA[::-1])  # another client
+    with fs.open(f"{bucket}/tails/changed.parquet", "rb") as f:
+        f.seek(-100, 2)
+        assert f.read() == DATA[-100:]  # the footer of a moment ago...
+        f.seek(0)
+        with pytest.raises(ObjectChangedError, match=r"changed\.parquet"):
+            f.read(10)  # ...pins its version: the new one's bytes are never mixed in
+    fs.invalidate_cache()
+    with fs.open(f"{bucket}/tails/changed.parquet", "rb") as f:
+        assert f.read() == DATA[::-1]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("data.parquet", {}), ("data.parquet", {"use_listings_cache": False}), ("data.bin", {})],
+)
+def test_a_tail_is_passed_on_only_for_parquet_files_with_listings_cached(
+    storage_options: dict, bucket: str, name: str, options: dict
+) -> None:
+    big = DATA * 2
+    fs = _fs(storage_options, 64 * 1024, **options)
+    fs.pipe_file(f"{bucket}/tails/{name}", big)
+    for _ in range(2):
+        with fs.open(f"{bucket}/tails/{name}", "rb") as f:
+            f.seek(-1000, 2)
+            assert f.read() == big[-1000:]
+    fs.reset_stats()
+    with fs.open(f"{bucket}/tails/{name}", "rb") as f:
+        f.seek(-1000, 2)
+        assert f.read() == big[-1000:]
+    shared = name.endswith(".parquet") and options.get("use_listings_cache", True)
+    assert (fs.stats.get_requests == 0) is shared

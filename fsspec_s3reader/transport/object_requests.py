@@ -125,6 +125,26 @@ class ObjectRequests:
         self.info = info
         self._info_listed = True
 
+    def assume_answered(self, info: ObjectInfo) -> None:
+        """Take the size and ETag (and version) a response gave moments ago, to another reader of the object.
+
+        Unlike a listing's, they pin at once: every GET asks for that ETag
+        (that version, when versions are pinned), so bytes kept from that
+        response are never mixed with another version's.
+        """
+        self.info = info
+        self._info_listed = False
+        self._pinned_etag = info.etag
+        if self._pin_versions:
+            self._pinned_version = info.version_id
+        self.pin_settled = True
+
+    def answered_info(self) -> ObjectInfo | None:
+        """The size and the ETag (version, when pinned) that responses pinned; None before that, or without an ETag."""
+        if self.info is None or not self.pin_settled or self._pinned_etag is None or self._info_listed:
+            return None
+        return ObjectInfo(self.info.size, self._pinned_etag, self._pinned_version)
+
     @property
     def sends_unpinned(self) -> bool:
         """GETs may go out before a response pins the ETag (a listing told the size): each answer's ETag is checked."""

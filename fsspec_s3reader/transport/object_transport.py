@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 from collections import deque
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -52,7 +53,19 @@ DEFAULT_MAX_PARTS_IN_FLIGHT = 8
 DEFAULT_FIRST_GET_SIZE = 64 * 1024
 """The first GET of an open object asks for this many bytes and learns its size from the answer: no HEAD."""
 
+TAIL_TOLD_AT_MOST = 256 * 1024
+"""A range read to the object's end that is this long at most is told as the object's tail (``on_tail``)."""
+
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ObjectTail:
+    """An object's last bytes, ``data`` from offset ``start`` to its end, and the version they came from."""
+
+    info: ObjectInfo
+    start: int
+    data: bytes
 
 
 def _check_count(name: str, value: int, least: int, meaning: str) -> None:
@@ -108,8 +121,11 @@ class S3ObjectTransport:
         request_kwargs: dict[str, Any] | None = None,
         read_from_end: bool = False,
         listed: ObjectInfo | None = None,
+        known_tail: ObjectTail | None = None,
+        on_tail: Callable[[ObjectTail], None] | None = None,
     ) -> None:
         self._calls = calls
+        self._on_tail = on_tail
         self._read_from_end = read_from_end
         self._settings = settings or TransportSettings()
         self._requests = ObjectRequests(
@@ -122,10 +138,14 @@ class S3ObjectTransport:
             request_kwargs=dict(request_kwargs or {}),
             link_estimate=self._settings.link_estimate,
         )
-        if listed is not None and version_id is None:
-            self._requests.assume_listed(listed)
-        # The object's first bytes, received by the GET that told us its size.
+        # The object's first bytes, received by the GET that told us its size (or its last).
         self._first_bytes = ChunkRun()
+        if known_tail is not None and version_id is None:
+            # Another reader of this version read them moments ago: no request until the reads go past them.
+            self._requests.assume_answered(known_tail.info)
+            self._first_bytes = ChunkRun(known_tail.start, [known_tail.data])
+        elif listed is not None and version_id is None:
+            self._requests.assume_listed(listed)
         self._pid = os.getpid()
 
     @property
@@ -191,7 +211,11 @@ class S3ObjectTransport:
             raise ValueError(f"invalid byte range [{start}, {end}) for {self.uri}")
         first_bytes = self._first_bytes
         if not first_bytes.start <= start < min(end, first_bytes.end):
-            return _PartStream(self, self._cut(start, end, ahead))
+            stream = _PartStream(self, self._cut(start, end, ahead))
+            info = self._requests.info
+            if self._on_tail is None or info is None or end != info.size or end - start > TAIL_TOLD_AT_MOST:
+                return stream
+            return _ToldAtEnd(stream, end - start, functools.partial(self._tell_tail, start))
         # The start of the range was received with the object's size: hand it
         # out from memory, and fetch only the rest (started now, as always).
         kept_to = min(end, first_bytes.end)
@@ -219,6 +243,7 @@ class S3ObjectTransport:
             if self._read_from_end:
                 start, chunks = await self._requests.get_tail(self._settings.first_get_size)
                 self._first_bytes = ChunkRun(start, chunks)
+                self._tell_tail(start, chunks)
                 return
             chunks = await self._requests.get_part(0, self._settings.first_get_size, up_to_object_end=True)
         except IncompleteObjectError:
@@ -226,6 +251,14 @@ class S3ObjectTransport:
             logger.debug("%s: no first byte to GET (an empty object?); asking with HEAD", self.uri)
             return
         self._first_bytes = ChunkRun(0, chunks)
+
+    def _tell_tail(self, start: int, chunks: list[bytes]) -> None:
+        """Hand the object's last bytes, as received, to ``on_tail`` with the version they came from."""
+        info = self._requests.answered_info()
+        if self._on_tail is None or info is None or _end_of(start, chunks) != info.size:
+            return
+        data = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
+        self._on_tail(ObjectTail(info, start, data))
 
     def _submit_part(self, start: int, end: int) -> concurrent.futures.Future[list[bytes]]:
         return self._submit(self._requests.get_part(start, end))
@@ -354,6 +387,36 @@ class _PartStream(Iterator[bytes]):
 
     def __del__(self) -> None:
         self.close()
+
+
+def _end_of(start: int, chunks: list[bytes]) -> int:
+    """The offset just past ``chunks`` received from ``start``."""
+    return start + sum(len(chunk) for chunk in chunks)
+
+
+class _ToldAtEnd(Iterator[bytes]):
+    """A stream of ``length`` bytes whose chunks, once the last has been handed out, are told to ``at_end``."""
+
+    def __init__(self, stream: _PartStream, length: int, at_end: Callable[[list[bytes]], None]) -> None:
+        self._stream = stream
+        self._unseen = length
+        self._at_end: Callable[[list[bytes]], None] | None = at_end
+        self._seen: list[bytes] = []
+
+    def __next__(self) -> bytes:
+        chunk = next(self._stream)
+        if self._at_end is not None:
+            self._seen.append(chunk)
+            self._unseen -= len(chunk)
+            if self._unseen <= 0:  # a reader stops asking once it has its bytes: tell now, not at StopIteration
+                at_end, self._at_end, seen, self._seen = self._at_end, None, self._seen, []
+                at_end(seen)
+        return chunk
+
+    def close(self) -> None:
+        self._at_end = None
+        self._seen = []
+        self._stream.close()
 
 
 class _KeptThenStreamed(Iterator[Chunk]):
