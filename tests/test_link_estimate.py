@@ -80,6 +80,8 @@ def test_a_read_waited_for_is_cut_into_parts_of_about_what_a_connection_carries_
     assert part_for_a_read(LINK, 2_535_980, largest=8 * MIB, parts_in_flight=8) == 1_267_990
     # 10 MiB -> five parts of 2 MiB, side by side instead of one 8 MiB part and a 2 MiB one
     assert part_for_a_read(LINK, 10 * MIB, largest=8 * MIB, parts_in_flight=8) == 2 * MIB
+    # 33 MB (one of pyarrow's reads of a whole row group) -> as many parts as may be in flight, not four of 8 MiB
+    assert part_for_a_read(LINK, 32 * MIB, largest=8 * MIB, parts_in_flight=8) == 4 * MIB
 
 
 def test_a_read_keeps_the_configured_parts_where_cutting_would_not_pay() -> None:
@@ -88,6 +90,9 @@ def test_a_read_keeps_the_configured_parts_where_cutting_would_not_pay() -> None
     assert part_for_a_read(LINK, 2 * MIB, largest=8 * MIB, parts_in_flight=8) == 8 * MIB  # one part anyway
     # a long stream has more parts than fit in flight: each connection is busy with long parts anyway
     assert part_for_a_read(LINK, 256 * MIB, largest=8 * MIB, parts_in_flight=8) == 8 * MIB
+    # a near server (a first byte within a few ms): more requests only cost more work per byte
+    near = LinkSample(first_byte_latency=0.003, connection_throughput=105e6, responses=8)
+    assert part_for_a_read(near, 33 * MIB, largest=8 * MIB, parts_in_flight=8) == 8 * MIB
     # never longer than part_size, however the link looks
     assert part_for_a_read(LINK, 10 * MIB, largest=64 * 1024, parts_in_flight=8) == 64 * 1024
 

@@ -143,6 +143,30 @@ def test_the_budget_bounds_what_is_fetched_ahead() -> None:
         assert read(file, chunk(group, "c2")) == DATA[slice(*chunk(group, "c2"))]
 
 
+def test_what_lies_after_the_last_read_is_fetched_ahead_first() -> None:
+    source = MemorySource(DATA, chunk_size=4096)
+    one_chunk = max(chunk(group, "c2")[1] - chunk(group, "c2")[0] for group in range(GROUPS))
+    file = reader(RangedS3Reader, source, buffer_size=0, parquet_prefetch_bytes=2 * one_chunk)
+    read(file, (len(DATA) - 65536, len(DATA)))
+    read(file, chunk(2, "c2"))  # pyarrow's threads may start in the middle and take the first row group last
+    ahead = [chunk(3, "c2"), chunk(4, "c2")]
+    assert sorted(source.requests_ahead) == ahead  # not row groups 0 and 1, which the reads reach last
+    for group in (3, 4, 0, 1):
+        assert read(file, chunk(group, "c2")) == DATA[slice(*chunk(group, "c2"))]
+
+
+def test_a_foreseen_range_a_read_asks_for_before_the_budget_let_it_start_goes_as_that_reads_own() -> None:
+    source = MemorySource(DATA, chunk_size=4096)
+    one_chunk = max(chunk(group, "c2")[1] - chunk(group, "c2")[0] for group in range(GROUPS))
+    file = reader(RangedS3Reader, source, buffer_size=0, parquet_prefetch_bytes=one_chunk)
+    read(file, (len(DATA) - 65536, len(DATA)))
+    read(file, chunk(0, "c2"))
+    assert source.requests_ahead == [chunk(1, "c2")]  # the budget holds one chunk
+    assert read(file, chunk(3, "c2")) == DATA[slice(*chunk(3, "c2"))]
+    assert chunk(3, "c2") in source.requests  # waited for: fetched as a read is (in parts that fit the link)
+    assert chunk(3, "c2") not in source.requests_ahead
+
+
 def test_a_later_open_of_the_same_version_knows_the_layout_without_the_footer() -> None:
     key = uuid.uuid4().hex
     source = MemorySource(DATA, chunk_size=4096)

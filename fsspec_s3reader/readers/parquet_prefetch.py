@@ -131,6 +131,7 @@ class ParquetPrefetch:
         self._columns: set[str] = set()
         self._done: set[int] = set()  # chunks read, or foreseen: never foreseen (again)
         self._ranges: list[_Range] = []  # foreseen, in file order; started ones have a stream
+        self._read_to = 0  # where the last read ended: the next ones usually go on from there
         # the readers open in the same folder: the columns they learn are this file's next reads too
         self._folder = FolderMember(folder) if folder is not None and not self._off else None
 
@@ -142,6 +143,7 @@ class ParquetPrefetch:
         fetches itself, first, so that they travel while the foreseen ones
         arrive. A range read to its end is dropped, freeing its place in the budget.
         """
+        self._read_to = end
         self._adopt_heard()
         segments: list[Segment] = []
         at = start
@@ -154,7 +156,9 @@ class ParquetPrefetch:
             stop = min(end, foreseen.end)
             segments.append(Segment(at, stop, functools.partial(self._take, foreseen, at, stop)))
             if foreseen.stream is None:
-                self._start(foreseen)  # asked for now: it cannot wait for the budget
+                # asked for now: it cannot wait for the budget, and the read waits for it, so it goes
+                # as a read would (in parts that fit the link), not as one fetched ahead
+                self._start(foreseen, ahead=False)
             at = stop
             if at >= end:
                 break
@@ -276,18 +280,23 @@ class ParquetPrefetch:
         self._ranges = sorted([*self._ranges, *fitting], key=lambda foreseen: foreseen.start)
 
     def _fill(self) -> None:
-        """Start the foreseen ranges, in file order, while what they hold stays within the budget."""
+        """Start the foreseen ranges while what they hold stays within the budget: first those after the last read.
+
+        pyarrow's reads go up the file from where they are, but not always
+        from its start: its threads may take the first row group's read last.
+        A range behind the reads would hold its place in the budget until
+        then, while the reads ahead of it wait on the link.
+        """
         held = sum(r.end - r.received.start for r in self._ranges if r.stream is not None)
-        for foreseen in self._ranges:
-            if foreseen.stream is not None:
-                continue
+        waiting = sorted((r for r in self._ranges if r.stream is None), key=lambda r: r.start < self._read_to)
+        for foreseen in waiting:
             if held + foreseen.length > self._budget:
                 return
             self._start(foreseen)
             held += foreseen.length
 
-    def _start(self, foreseen: _Range) -> None:
-        foreseen.stream = self._get_stream(foreseen.start, foreseen.end, ahead=True)
+    def _start(self, foreseen: _Range, *, ahead: bool = True) -> None:
+        foreseen.stream = self._get_stream(foreseen.start, foreseen.end, ahead=ahead)
 
     def _receive(self, foreseen: _Range, stop: int) -> None:
         assert foreseen.stream is not None
