@@ -14,9 +14,16 @@ themselves (views only at the two ends)::
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from .protocol import Chunk
+
+
+def joined(chunks: Sequence[Chunk]) -> bytes:
+    """The chunks as one ``bytes``: a lone ``bytes`` chunk itself (no copy), anything else joined."""
+    if len(chunks) == 1 and type(chunks[0]) is bytes:
+        return chunks[0]
+    return b"".join(chunks)
 
 
 class ChunkRun:

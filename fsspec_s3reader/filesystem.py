@@ -21,6 +21,7 @@ import aiobotocore.session  # type: ignore[import-untyped]
 from fsspec.asyn import get_loop, sync_wrapper
 from s3fs import S3FileSystem
 
+from .chunks import joined
 from .constructor import ReaderConstructor, make_constructor, reader_option_names
 from .forking import ForkSafeLock
 from .protocol import ObjectInfo
@@ -489,7 +490,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             part_size=settings.part_size,
             parts_in_flight=settings.max_parts_in_flight,
         )
-        data = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
+        data = joined(chunks)
         self._counter.record_delivered(len(data))
         return data
 

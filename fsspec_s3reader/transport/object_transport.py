@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from fsspec.asyn import sync
 
-from ..chunks import ChunkRun
+from ..chunks import ChunkRun, joined
 from ..errors import IncompleteObjectError
 from ..protocol import Chunk, ObjectInfo
 from ..retry import RetryPolicy
@@ -257,8 +257,7 @@ class S3ObjectTransport:
         info = self._requests.answered_info()
         if self._on_tail is None or info is None or _end_of(start, chunks) != info.size:
             return
-        data = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
-        self._on_tail(ObjectTail(info, start, data))
+        self._on_tail(ObjectTail(info, start, joined(chunks)))
 
     def _submit_part(self, start: int, end: int) -> concurrent.futures.Future[list[bytes]]:
         return self._submit(self._requests.get_part(start, end))
