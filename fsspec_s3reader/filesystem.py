@@ -74,19 +74,6 @@ def _object_request_parameters() -> frozenset[str]:
 _SHARED_SESSIONS: dict[str, Any] = {}
 _SHARED_SESSIONS_LOCK = ForkSafeLock()
 
-_COUNTERS: weakref.WeakSet[TransferCounter] = weakref.WeakSet()
-"""Every live filesystem's counter, so a forked child renews their locks before anything in it counts."""
-
-
-def _renew_counter_locks() -> None:
-    # A reader in the child may count bytes it already holds before the filesystem ever
-    # starts over (its loop property), and a parent thread may have held the lock at the fork.
-    for counter in list(_COUNTERS):
-        counter.renew_lock_after_fork()
-
-
-os.register_at_fork(after_in_child=_renew_counter_locks)
-
 
 def _shared_session(session_kwargs: dict[str, Any]) -> Any:
     """One aiobotocore session per distinct set of session options, for every filesystem of this process.
@@ -246,7 +233,6 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         self._just_described: RecentAnswers[dict[str, Any]] = RecentAnswers(_DESCRIBED_AT_MOST)
         # an object's last bytes read moments ago (a parquet footer), for the next reader of that version
         self._recent_tails: RecentAnswers[ObjectTail] = RecentAnswers(_TAILS_KEPT_AT_MOST)
-        _COUNTERS.add(self._counter)
         super().__init__(*args, **kwargs)
         protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
         self._object_calls = self._make_object_calls(max_requests_in_flight, lean_requests, adaptive_concurrency)
@@ -304,7 +290,6 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         self._s3creator = None
         self._kwargs_helper = None
         self._set_session_lock = asyncio.Lock()
-        self._counter.renew_lock_after_fork()
         if self._session_is_owned:
             self.session = None
 

@@ -8,9 +8,10 @@ body bytes as they are read (``CountingBody``), delivered bytes by the readers.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from dataclasses import dataclass
 from typing import Any
+
+from .forking import ForkSafeLock
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class TransferCounter:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # a forked child finds it free, even if a parent thread was counting at the fork
+        self._lock = ForkSafeLock()
         self._stats = TransferStats()
 
     def record_request(self, method: str) -> None:
@@ -80,10 +82,6 @@ class TransferCounter:
     def record_delivered(self, count: int) -> None:
         with self._lock:
             self._stats = dataclasses.replace(self._stats, bytes_delivered=self._stats.bytes_delivered + count)
-
-    def renew_lock_after_fork(self) -> None:
-        """In a forked child: a parent thread may have held the lock at the fork, and would never release it here."""
-        self._lock = threading.Lock()
 
     def snapshot(self) -> TransferStats:
         with self._lock:
