@@ -15,7 +15,7 @@ import logging
 import os
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiobotocore.session  # type: ignore[import-untyped]
 from fsspec.asyn import get_loop, sync_wrapper
@@ -121,6 +121,8 @@ Within this window the first answer serves them all."""
 _DESCRIBED_AT_MOST = 1024
 _TAILS_KEPT_AT_MOST = 128
 """Object tails kept (each at most ``TAIL_TOLD_AT_MOST`` bytes, a parquet footer read is 64 KiB): 32 MiB at worst."""
+
+_Answer = TypeVar("_Answer")
 
 
 def _object_info_of(details: dict[str, Any]) -> ObjectInfo | None:
@@ -385,11 +387,19 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         self._recent_tails.forget(stripped)
         super().invalidate_cache(path)
 
-    def _described_moments_ago(self, path: str) -> dict[str, Any] | None:
-        """What an ``info`` of ``path`` answered within ``_DESCRIBED_FOR_SECONDS``, unless listings are not cached."""
+    def _moments_ago(self, memory: RecentAnswers[_Answer], path: str) -> _Answer | None:
+        """What ``memory`` kept of ``path`` within ``_DESCRIBED_FOR_SECONDS``, unless listings are not cached.
+
+        Both memories (``info`` answers, tails) obey the same window and the
+        same switch as s3fs's listings cache.
+        """
         if not self.dircache.use_listings_cache:
             return None
-        return self._just_described.get(path, _DESCRIBED_FOR_SECONDS)
+        return memory.get(path, _DESCRIBED_FOR_SECONDS)
+
+    def _described_moments_ago(self, path: str) -> dict[str, Any] | None:
+        """What an ``info`` of ``path`` answered within the window."""
+        return self._moments_ago(self._just_described, path)
 
     def _tail_read_moments_ago(self, path: str, listed: ObjectInfo | None) -> ObjectTail | None:
         """The last bytes of ``path`` a reader received within the window, if nothing since said otherwise.
@@ -397,9 +407,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         ``listed``: what a listing or ``info`` says of the object now; a tail of
         another size or ETag is not used.
         """
-        if not self.dircache.use_listings_cache:
-            return None
-        tail = self._recent_tails.get(path, _DESCRIBED_FOR_SECONDS)
+        tail = self._moments_ago(self._recent_tails, path)
         if tail is None or (listed is not None and (listed.size, listed.etag) != (tail.info.size, tail.info.etag)):
             return None
         return tail
