@@ -615,5 +615,5 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         )
         logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))
         opened = constructor(bucket, key, transport.get_object_info, transport.get_stream)
-        opened.bind_to_filesystem(self._counter.record_delivered, reopen)
+        opened.bind_to_filesystem(self._counter.record_delivered, reopen, self._counter.record_held_ahead)
         return opened

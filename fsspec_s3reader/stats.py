@@ -30,6 +30,10 @@ class TransferStats:
     """Body bytes received from S3."""
     bytes_delivered: int = 0
     """Bytes the readers handed to their callers (``read``, ``readinto``, ``readline``)."""
+    peak_bytes_ahead: int = 0
+    """The most bytes one file held fetched ahead of its reads at once (the parquet prefetch, bounded by
+    ``parquet_prefetch_bytes``), over the files closed since the counter started: a peak, not a count, so a
+    difference of two snapshots keeps the later one's."""
 
     @property
     def requests(self) -> int:
@@ -47,6 +51,7 @@ class TransferStats:
             other_requests=self.other_requests - other.other_requests,
             bytes_fetched=self.bytes_fetched - other.bytes_fetched,
             bytes_delivered=self.bytes_delivered - other.bytes_delivered,
+            peak_bytes_ahead=self.peak_bytes_ahead,
         )
 
 
@@ -57,7 +62,8 @@ class TransferCounter:
     wraps every response body in a :class:`CountingBody`, so the readers'
     ranged GETs and s3fs's own calls (``info``, ``cat_file``, ...) are counted
     alike, and has each reader it opens report what it hands to its caller
-    (``record_delivered``).
+    (``record_delivered``) and, as it closes, the most it held fetched ahead
+    (``record_held_ahead``).
     """
 
     def __init__(self) -> None:
@@ -82,6 +88,12 @@ class TransferCounter:
     def record_delivered(self, count: int) -> None:
         with self._lock:
             self._stats = dataclasses.replace(self._stats, bytes_delivered=self._stats.bytes_delivered + count)
+
+    def record_held_ahead(self, peak: int) -> None:
+        """A closing file's most bytes held fetched ahead at once: the counter keeps the largest."""
+        with self._lock:
+            if peak > self._stats.peak_bytes_ahead:
+                self._stats = dataclasses.replace(self._stats, peak_bytes_ahead=peak)
 
     def snapshot(self) -> TransferStats:
         with self._lock:

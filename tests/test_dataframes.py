@@ -190,6 +190,19 @@ def test_pyarrow_read_table_with_our_filesystem_fetches_only_the_columns_read(
     _gets_stay_within(fault_proxy, local, ("c3", "c8"))
 
 
+def test_the_bytes_held_ahead_per_file_stay_within_parquet_prefetch_bytes(
+    wide_parquet: tuple[Path, str, dict],
+) -> None:
+    local, remote, options = wide_parquet
+    budget = 200_000  # a few of this file's chunks (each about 160 KB): the budget binds
+    options = {**options, "parquet_prefetch_bytes": budget}
+    fs = fsspec.filesystem("s3reader", **options)  # the instance pandas gets from fsspec's cache
+    fs.reset_stats()
+    got = pd.read_parquet(f"s3reader://{remote}", columns=["c1", "c7"], storage_options=options)
+    pd.testing.assert_frame_equal(got, pd.read_parquet(local, columns=["c1", "c7"]))
+    assert 0 < fs.stats.peak_bytes_ahead <= budget
+
+
 def test_pandas_read_parquet_fetches_only_the_columns_read(
     wide_parquet: tuple[Path, str, dict], fault_proxy: FaultProxy
 ) -> None:

@@ -143,6 +143,21 @@ def test_the_budget_bounds_what_is_fetched_ahead() -> None:
         assert read(file, chunk(group, "c2")) == DATA[slice(*chunk(group, "c2"))]
 
 
+def test_the_most_held_ahead_is_told_as_the_file_closes_and_stays_within_the_budget() -> None:
+    source = MemorySource(DATA, chunk_size=4096)
+    one_chunk = max(chunk(group, "c2")[1] - chunk(group, "c2")[0] for group in range(GROUPS))
+    file = reader(RangedS3Reader, source, buffer_size=0, parquet_prefetch_bytes=2 * one_chunk)
+    told: list[int] = []
+    file.bind_to_filesystem(None, None, told.append)
+    read(file, (len(DATA) - 65536, len(DATA)))
+    for group in range(GROUPS):
+        assert read(file, chunk(group, "c2")) == DATA[slice(*chunk(group, "c2"))]
+    assert told == []  # told once, as the file closes
+    file.close()
+    ahead = [end - start for start, end in source.requests_ahead]
+    assert len(told) == 1 and max(ahead) <= told[0] <= 2 * one_chunk
+
+
 def test_what_lies_after_the_last_read_is_fetched_ahead_first() -> None:
     source = MemorySource(DATA, chunk_size=4096)
     one_chunk = max(chunk(group, "c2")[1] - chunk(group, "c2")[0] for group in range(GROUPS))

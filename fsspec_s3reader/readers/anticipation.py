@@ -40,3 +40,7 @@ class Anticipation(Protocol):
 
     def release(self) -> None:
         """Stop fetching ahead and drop what is held."""
+
+    @property
+    def peak_held(self) -> int:
+        """The most bytes fetched ahead (in flight or received, not yet read) held at once so far."""

@@ -89,6 +89,7 @@ class S3Reader(FsspecFileAPI):
         self._key = key
         self._position = 0
         self._delivery_observer: Callable[[int], None] | None = None
+        self._held_ahead_observer: Callable[[int], None] | None = None
         self._anticipation: Anticipation | None = None
         """What fetches ahead the reads this file's format foretells (a parquet file's column chunks), if anything."""
 
@@ -132,16 +133,22 @@ class S3Reader(FsspecFileAPI):
         return self._object_size()
 
     def bind_to_filesystem(
-        self, record_delivered: Callable[[int], None] | None, reopen: Callable[[], S3Reader] | None
+        self,
+        record_delivered: Callable[[int], None] | None,
+        reopen: Callable[[], S3Reader] | None,
+        record_held_ahead: Callable[[int], None] | None = None,
     ) -> None:
         """Called by the filesystem that opened this reader.
 
         ``record_delivered(n)`` is told of the ``n`` bytes each read hands to
         the caller (``fs.stats.bytes_delivered``). ``reopen()`` opens the same
         object again; pickling uses it, as s3fs files pickle by reopening.
+        ``record_held_ahead(n)`` is told, as the reader closes, the most bytes
+        it held fetched ahead at once (``fs.stats.peak_bytes_ahead``).
         """
         self._delivery_observer = record_delivered
         self._reopen = reopen
+        self._held_ahead_observer = record_held_ahead
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"position {self._position}"
@@ -273,6 +280,8 @@ class S3Reader(FsspecFileAPI):
             try:
                 if self._anticipation is not None:
                     self._anticipation.release()
+                    if self._held_ahead_observer is not None:
+                        self._held_ahead_observer(self._anticipation.peak_held)
                 self._release()
             finally:
                 super().close()
