@@ -90,9 +90,10 @@ def test_a_read_keeps_the_configured_parts_where_cutting_would_not_pay() -> None
     assert part_for_a_read(LINK, 2 * MIB, largest=8 * MIB, parts_in_flight=8) == 8 * MIB  # one part anyway
     # a long stream has more parts than fit in flight: each connection is busy with long parts anyway
     assert part_for_a_read(LINK, 256 * MIB, largest=8 * MIB, parts_in_flight=8) == 8 * MIB
-    # a near server (a first byte within a few ms): more requests only cost more work per byte
+    # a near server (a first byte within a few ms): more requests only cost more work per byte, long read or short
     near = LinkSample(first_byte_latency=0.003, connection_throughput=105e6, responses=8)
     assert part_for_a_read(near, 33 * MIB, largest=8 * MIB, parts_in_flight=8) == 8 * MIB
+    assert part_for_a_read(near, 2_535_980, largest=8 * MIB, parts_in_flight=8) == 8 * MIB
     # never longer than part_size, however the link looks
     assert part_for_a_read(LINK, 10 * MIB, largest=64 * 1024, parts_in_flight=8) == 64 * 1024
 
