@@ -8,10 +8,13 @@ s3fs option) is s3fs's own.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import concurrent.futures
 import dataclasses
 import functools
 import inspect
 import logging
+import operator
 import os
 import weakref
 from collections.abc import Callable
@@ -23,6 +26,7 @@ from s3fs import S3FileSystem
 
 from .chunks import joined
 from .constructor import ReaderConstructor, make_constructor, reader_option_names
+from .footers_ahead import FootersAhead
 from .forking import ForkSafeLock
 from .protocol import ObjectInfo
 from .readers.base import S3Reader
@@ -132,6 +136,12 @@ def _object_info_of(details: dict[str, Any]) -> ObjectInfo | None:
     return ObjectInfo(size=details["size"], etag=details.get("ETag"))
 
 
+def _listed_in(files: list[tuple[str, ObjectInfo]], path: str) -> bool:
+    """Whether ``path`` is one of ``files`` (sorted by name)."""
+    index = bisect.bisect_left(files, path, key=operator.itemgetter(0))
+    return index < len(files) and files[index][0] == path
+
+
 def _strategy_option_names() -> frozenset[str]:
     """Options that belong to a reader strategy; a name s3fs also takes stays s3fs's."""
     return reader_option_names() - _S3FS_PARAMETERS
@@ -235,6 +245,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         self._just_described: RecentAnswers[dict[str, Any]] = RecentAnswers(_DESCRIBED_AT_MOST)
         # an object's last bytes read moments ago (a parquet footer), for the next reader of that version
         self._recent_tails: RecentAnswers[ObjectTail] = RecentAnswers(_TAILS_KEPT_AT_MOST)
+        # the footers of a listed folder's next parquet files, fetched as one of them opens
+        self._footers_ahead = FootersAhead(self._fetch_tail_ahead)
+        self._sorted_listing: tuple[list[dict[str, Any]], list[tuple[str, ObjectInfo]]] | None = None
         super().__init__(*args, **kwargs)
         protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
         self._object_calls = self._make_object_calls(max_requests_in_flight, lean_requests, adaptive_concurrency)
@@ -373,6 +386,42 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             if listed is not None and entry.get("name") == path:
                 return listed
         return None
+
+    def _fetch_footers_after(self, path: str) -> None:
+        """``path`` opens from a folder this filesystem listed: the footers of its next parquet files set out."""
+        siblings = self._parquet_files_listed(path.rpartition("/")[0])
+        if siblings and _listed_in(siblings, path):
+            known = functools.partial(self._tail_read_moments_ago, listed=None)
+            self._footers_ahead.fetch_after(path, siblings, lambda name: known(name) is not None)
+
+    def _parquet_files_listed(self, folder: str) -> list[tuple[str, ObjectInfo]] | None:
+        """The parquet files of ``folder``'s cached listing, sorted by name, with what the listing says of each.
+
+        Sorted once per listing, not per open: a scan opens every file of the folder.
+        """
+        try:
+            entries = self._ls_from_cache(folder) if self.dircache.use_listings_cache else None
+        except FileNotFoundError:
+            return None
+        if not entries:
+            return None
+        sorted_before = self._sorted_listing
+        if sorted_before is not None and sorted_before[0] is entries:
+            return sorted_before[1]
+        files = sorted(
+            (entry["name"], info)
+            for entry in entries
+            if _read_from_end(entry.get("name", "")) and (info := _object_info_of(entry)) is not None
+        )
+        self._sorted_listing = (entries, files)
+        return files
+
+    def _fetch_tail_ahead(self, path: str, listed: ObjectInfo) -> concurrent.futures.Future[None]:
+        bucket, key, _ = self.split_path(path)
+        transport = self.object_transport(
+            bucket, key, read_from_end=True, listed=listed, on_tail=functools.partial(self._recent_tails.put, path)
+        )
+        return transport.fetch_tail_ahead()
 
     def invalidate_cache(self, path: str | None = None) -> None:
         """Forget listings (s3fs's) and recent ``info`` answers of ``path``, below and above it (all, without a path).
@@ -603,6 +652,8 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         # reader of that version (a dataset scan reads its first file's footer twice); not with request
         # parameters, which may change the answer.
         shares_tail = _read_from_end(key) and not version and not kwargs
+        if shares_tail:
+            self._footers_ahead.wait_for(path)
         transport = self.object_transport(
             bucket,
             key,
@@ -613,6 +664,8 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             known_tail=self._tail_read_moments_ago(path, listed) if shares_tail else None,
             on_tail=functools.partial(self._recent_tails.put, path) if shares_tail else None,
         )
+        if shares_tail and listed is not None:
+            self._fetch_footers_after(path)
         logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))
         opened = constructor(bucket, key, transport.get_object_info, transport.get_stream)
         opened.bind_to_filesystem(self._counter.record_delivered, reopen, self._counter.record_held_ahead)

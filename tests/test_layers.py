@@ -22,6 +22,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "fsspec_s3reader.testing": ("fsspec_s3reader.readers", *THIRD_PARTY_NETWORK, "torch", "fsspec"),
     "fsspec_s3reader.forking": ("fsspec_s3reader.readers", *THIRD_PARTY_NETWORK, "torch", "fsspec"),
     "fsspec_s3reader.recent_answers": ("fsspec_s3reader.readers", *THIRD_PARTY_NETWORK, "torch", "fsspec"),
+    "fsspec_s3reader.footers_ahead": ("fsspec_s3reader.readers", *THIRD_PARTY_NETWORK, "torch", "fsspec"),
     # the plan: pure, reads torch's plan by its attributes
     "fsspec_s3reader.plan": (
         "fsspec_s3reader.filesystem",

@@ -223,6 +223,25 @@ class S3ObjectTransport:
         rest = _PartStream(self, self._cut(kept_to, end, ahead))
         return _KeptThenStreamed(kept, rest)
 
+    def fetch_tail_ahead(self) -> concurrent.futures.Future[None]:
+        """Send the first GET, of the object's last bytes, now, and return without waiting for it.
+
+        ``on_tail`` hears the bytes when they arrive: a footer fetched before
+        anyone opens the file (``footers_ahead.py``).
+        """
+        if not self._read_from_end:
+            raise ValueError(f"{self.uri}: only a transport that reads from the end fetches its tail ahead")
+        info = self._requests.info
+        if info is None:
+            return self._submit(self._get_first_bytes())
+        # The size is known (a listing said it): the very bytes a reader's footer read would ask for, by their
+        # offsets, as that read would (a server that ignores a suffix range would take two requests).
+        return self._submit(self._get_tail_from(max(0, info.size - self._settings.first_get_size), info.size))
+
+    async def _get_tail_from(self, start: int, end: int) -> None:
+        if start < end:
+            self._tell_tail(start, await self._requests.get_part(start, end))
+
     # -- internals -----------------------------------------------------------------
 
     def _cut(self, start: int, end: int, ahead: bool) -> list[tuple[int, int]]:

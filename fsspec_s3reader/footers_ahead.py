@@ -1,0 +1,90 @@
+"""Footers fetched ahead: a scan of a listed folder opens its parquet files one after another, footer first.
+
+``pyarrow.dataset`` and dask list a folder, then open its files a few at a
+time, and each open's first request asks for the file's footer: a round trip
+per file before pyarrow can ask for a single column chunk. The listing has
+already said which files come next, so when a reader opens one, the footers
+of the next few files of its folder are fetched at once, side by side, and
+kept where the next opens look for an object's last bytes (the filesystem's
+memory of recent tails). An open that finds its footer still on its way
+waits for it rather than asking again.
+
+Only files of a folder this filesystem listed (and whose names say parquet)
+are fetched ahead, at most ``FOOTERS_AHEAD`` past the one opened, each
+once; a footer nobody opens costs one GET of ``first_get_size`` bytes and is
+forgotten with the rest of the recent tails.
+"""
+
+from __future__ import annotations
+
+import bisect
+import concurrent.futures
+import functools
+import logging
+import operator
+import os
+from collections.abc import Callable, Sequence
+
+from .forking import ForkSafeLock
+from .protocol import ObjectInfo
+
+logger = logging.getLogger(__name__)
+
+FOOTERS_AHEAD = 8
+"""How many of the next files of a listed folder have their footers fetched when one opens: a scan's readahead
+(pyarrow's dataset opens four files at a time) and the next few, for 8 GETs of 64 KiB at most per open."""
+
+FetchTail = Callable[[str, ObjectInfo], "concurrent.futures.Future[None]"]
+"""Start the GET of a path's last bytes (the listing's size and ETag given) and return without waiting."""
+
+
+class FootersAhead:
+    """The footers on their way, by path; safe across threads, and forgotten in a forked child."""
+
+    def __init__(self, fetch_tail: FetchTail) -> None:
+        self._fetch_tail = fetch_tail
+        self._lock = ForkSafeLock()
+        self._on_the_way: dict[str, concurrent.futures.Future[None]] = {}
+        self._pid = os.getpid()
+
+    def fetch_after(self, path: str, siblings: Sequence[tuple[str, ObjectInfo]], known: Callable[[str], bool]) -> None:
+        """``path`` opens: fetch the footers of the next ``FOOTERS_AHEAD`` of its ``siblings`` (sorted by name).
+
+        ``known(name)`` says the filesystem holds that footer already; those
+        and the ones on their way are not fetched again. A folder of many
+        files costs a search per open, not a pass over the listing.
+        """
+        first = bisect.bisect_right(siblings, path, key=operator.itemgetter(0))
+        for name, info in siblings[first : first + FOOTERS_AHEAD]:
+            with self._lock:
+                self._forget_after_fork()
+                if name in self._on_the_way or known(name):
+                    continue
+                try:
+                    future = self._fetch_tail(name, info)
+                except RuntimeError as exc:  # no loop to send on (interpreter shutting down, a closed filesystem)
+                    logger.debug("not fetching the footer of %s ahead: %s", name, exc)
+                    return
+                self._on_the_way[name] = future
+            future.add_done_callback(functools.partial(self._arrived, name))
+
+    def wait_for(self, path: str) -> None:
+        """Return once ``path``'s footer, if it is on its way, has arrived (or failed: the open then asks itself)."""
+        with self._lock:
+            self._forget_after_fork()
+            future = self._on_the_way.get(path)
+        if future is not None:
+            concurrent.futures.wait([future])
+
+    def _arrived(self, path: str, future: concurrent.futures.Future[None]) -> None:
+        with self._lock:
+            if self._on_the_way.get(path) is future:
+                del self._on_the_way[path]
+        if not future.cancelled() and future.exception() is not None:
+            logger.debug("the footer of %s fetched ahead did not arrive: %s", path, future.exception())
+
+    def _forget_after_fork(self) -> None:
+        """A parent's futures belong to its event loop, which a forked child does not run: they never complete here."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._on_the_way = {}

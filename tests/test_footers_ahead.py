@@ -1,0 +1,157 @@
+"""A scan of a listed folder: the footers of the next parquet files are fetched as one of them opens."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import os
+from typing import Any
+
+import pandas as pd
+import pyarrow.dataset as pads
+import pytest
+
+from fsspec_s3reader import S3ReaderFileSystem
+from fsspec_s3reader.footers_ahead import FOOTERS_AHEAD, FootersAhead
+from fsspec_s3reader.protocol import ObjectInfo
+
+FOOTER = 64 * 1024
+
+
+def _parquet(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    pd.DataFrame({"a": range(seed, seed + 30_000), "b": [float(seed)] * 30_000}).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def _folder(fs: S3ReaderFileSystem, bucket: str, files: int) -> dict[str, bytes]:
+    contents = {f"{bucket}/scan/part-{index}.parquet": _parquet(index) for index in range(files)}
+    fs.pipe(contents)
+    return contents
+
+
+def _fs(storage_options: dict[str, Any], **options: Any) -> S3ReaderFileSystem:
+    return S3ReaderFileSystem(skip_instance_cache=True, **storage_options, **options)
+
+
+def _read_footer(fs: S3ReaderFileSystem, path: str, data: bytes) -> None:
+    with fs.open(path, "rb") as f:
+        f.seek(-FOOTER, 2)
+        assert f.read() == data[-FOOTER:]
+
+
+def test_opening_a_listed_parquet_file_fetches_the_next_files_footers_so_their_opens_ask_nothing(
+    storage_options: dict[str, Any], bucket: str
+) -> None:
+    fs = _fs(storage_options)
+    contents = _folder(fs, bucket, 4)
+    paths = sorted(contents)
+    fs.ls(f"{bucket}/scan")
+    fs.reset_stats()
+    _read_footer(fs, paths[0], contents[paths[0]])
+    for path in paths[1:]:
+        fs._footers_ahead.wait_for(path)
+    assert fs.stats.get_requests == 4  # its own footer, and the three after it, each once
+    for path in paths[1:]:
+        _read_footer(fs, path, contents[path])
+    assert (fs.stats.get_requests, fs.stats.bytes_fetched) == (4, 4 * FOOTER)
+
+
+def test_a_file_opened_without_a_listing_of_its_folder_fetches_no_other_footer(
+    storage_options: dict[str, Any], bucket: str
+) -> None:
+    fs = _fs(storage_options)
+    contents = _folder(fs, bucket, 3)
+    fs.invalidate_cache()
+    fs.reset_stats()
+    first = sorted(contents)[0]
+    _read_footer(fs, first, contents[first])
+    assert fs.stats.get_requests == 1
+
+
+def test_without_the_listings_cache_no_footer_is_fetched_ahead(storage_options: dict[str, Any], bucket: str) -> None:
+    fs = _fs(storage_options, use_listings_cache=False)
+    contents = _folder(fs, bucket, 3)
+    fs.ls(f"{bucket}/scan")
+    fs.reset_stats()
+    first = sorted(contents)[0]
+    _read_footer(fs, first, contents[first])
+    assert fs.stats.get_requests == 1
+
+
+def test_a_dataset_scan_reads_what_a_local_scan_reads_with_one_footer_get_per_file(
+    storage_options: dict[str, Any], bucket: str, tmp_path: Any
+) -> None:
+    fs = _fs(storage_options)
+    contents = _folder(fs, bucket, 6)
+    for path, data in contents.items():
+        (tmp_path / os.path.basename(path)).write_bytes(data)
+    fs.invalidate_cache()
+    fs.reset_stats()
+    got = pads.dataset(f"{bucket}/scan", filesystem=fs, format="parquet").to_table(columns=["b"])
+    expected = pads.dataset(str(tmp_path), format="parquet").to_table(columns=["b"])
+    assert got.equals(expected)
+    # each file's footer once (from the end), then its column: never a footer asked twice
+    assert fs.stats.get_requests <= 2 * len(contents)
+
+
+class _Sent:
+    """A fetch_tail that records what it was asked for and completes when told."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.futures: dict[str, concurrent.futures.Future[None]] = {}
+
+    def __call__(self, path: str, info: ObjectInfo) -> concurrent.futures.Future[None]:
+        self.asked.append(path)
+        self.futures[path] = concurrent.futures.Future()
+        return self.futures[path]
+
+
+INFO = ObjectInfo(size=100, etag='"e"')
+
+
+def test_only_the_next_files_in_listing_order_are_fetched_each_once() -> None:
+    sent = _Sent()
+    ahead = FootersAhead(sent)
+    names = [f"b/f/p{index:02d}.parquet" for index in range(20)]
+    siblings = [(name, INFO) for name in names]  # sorted by name, as the filesystem keeps a listing
+    ahead.fetch_after(names[3], siblings, known=lambda name: name == names[5])
+    following = names[4 : 4 + FOOTERS_AHEAD]  # the next ones after the file opened, in order, not the earlier ones
+    expected = [name for name in following if name != names[5]]  # one already known is not asked for
+    assert sent.asked == expected
+    ahead.fetch_after(names[4], siblings, known=lambda name: False)  # those on their way are not asked again
+    assert sent.asked == [*expected, names[5], names[4 + FOOTERS_AHEAD]]
+
+
+def test_an_open_waits_for_its_footer_on_the_way_and_a_failed_one_is_forgotten() -> None:
+    sent = _Sent()
+    ahead = FootersAhead(sent)
+    ahead.fetch_after("b/f/a.parquet", [("b/f/b.parquet", INFO), ("b/f/c.parquet", INFO)], known=lambda name: False)
+    sent.futures["b/f/b.parquet"].set_result(None)
+    ahead.wait_for("b/f/b.parquet")  # arrived: returns at once
+    sent.futures["b/f/c.parquet"].set_exception(OSError("gone"))
+    ahead.wait_for("b/f/c.parquet")  # failed: the open asks for itself
+    ahead.fetch_after("b/f/a.parquet", [("b/f/c.parquet", INFO)], known=lambda name: False)
+    assert sent.asked.count("b/f/c.parquet") == 2
+
+
+def test_a_fetch_that_cannot_be_sent_is_skipped_quietly() -> None:
+    def refuse(path: str, info: ObjectInfo) -> concurrent.futures.Future[None]:
+        raise RuntimeError("no event loop")
+
+    FootersAhead(refuse).fetch_after("b/a.parquet", [("b/b.parquet", INFO)], known=lambda name: False)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_does_not_wait_for_its_parents_footers() -> None:
+    sent = _Sent()
+    ahead = FootersAhead(sent)
+    ahead.fetch_after("b/a.parquet", [("b/b.parquet", INFO)], known=lambda name: False)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        ahead.wait_for("b/b.parquet")  # the parent's future never completes here: it must not be waited for
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    sent.futures["b/b.parquet"].set_result(None)
