@@ -530,9 +530,10 @@ def _method_lines(info: RunInfo) -> list[str]:
         else "All contenders run in the driver's process (`--in-process`; peak RSS is not reported)"
     )
     return [
-        f"- {isolation}: warmed up with {_runs(info.warmup)} not measured on loopback, then measured for "
-        f"{_runs(info.repeats)} on each timing endpoint (fewer where a row says so: readers that would take minutes "
-        "through the link get one run there, or none), the contenders of a workload taking turns run by run in a "
+        f"- {isolation}: on each timing endpoint, warmed up with {_runs(info.warmup)} not measured (each endpoint "
+        f"builds its clients anew), then measured for {_runs(info.repeats)} (fewer where a row says so: readers "
+        "that would take minutes through the link get one run there and no warm-up, or none), the contenders of a "
+        "workload taking turns run by run in a "
         "rotating order. *s (median)* is the median of the timed call (opening the file or building the storage "
         "reader included, checking the result not). *vs fastest peer*: over the fastest contender that is not ours "
         "and not a floor (below 1.00x we are faster).",

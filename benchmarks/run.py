@@ -262,8 +262,9 @@ def run_workload(workload: Workload, ctx: Context, args: argparse.Namespace, nee
         warmups, timed = {}, {}
         for endpoint in endpoints:
             _build(runners, endpoint)
-            # Imports, caches and the trials' data are warm after the first endpoint.
-            warmups[endpoint.name] = _warm_up(runners, endpoint, args.warmup if endpoint == endpoints[0] else 0)
+            # On every endpoint: each builds its clients anew (a filesystem, its connections, what it learned of
+            # the link, its window of requests), so a second endpoint's first run would be as cold as the first's.
+            warmups[endpoint.name] = _warm_up(runners, endpoint, args.warmup)
             timed[endpoint.name] = _take_turns(runners, endpoint, args.repeats)
         counted = _count(runners, next(e for e in ctx.endpoints if e.counted))
     finally:
