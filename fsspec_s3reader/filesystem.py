@@ -391,8 +391,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         """``path`` opens from a folder this filesystem listed: the footers of its next parquet files set out."""
         siblings = self._parquet_files_listed(path.rpartition("/")[0])
         if siblings and _listed_in(siblings, path):
-            known = functools.partial(self._tail_read_moments_ago, listed=None)
-            self._footers_ahead.fetch_after(path, siblings, lambda name: known(name) is not None)
+            self._footers_ahead.fetch_after(
+                path, siblings, lambda name: self._tail_read_moments_ago(name, None) is not None
+            )
 
     def _parquet_files_listed(self, folder: str) -> list[tuple[str, ObjectInfo]] | None:
         """The parquet files of ``folder``'s cached listing, sorted by name, with what the listing says of each.

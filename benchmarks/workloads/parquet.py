@@ -154,14 +154,14 @@ def _start_without_metadata(fs: Any) -> None:
         fs.invalidate_cache()
 
 
+HELD_AHEAD = "held_ahead_mib"
+_HELD_AHEAD_COLUMN = ((HELD_AHEAD, "most held ahead per open file MiB", "{:.0f}"),)
+
+
 def _held_ahead(fs: Any) -> dict[str, float] | None:
     """The most bytes one of our files held fetched ahead at once, in MiB (``fs.stats.peak_bytes_ahead``)."""
     stats = getattr(fs, "stats", None)
     return {HELD_AHEAD: stats.peak_bytes_ahead / MIB} if isinstance(stats, TransferStats) else None
-
-
-HELD_AHEAD = "held_ahead_mib"
-_HELD_AHEAD_COLUMN = ((HELD_AHEAD, "most held ahead per open file MiB", "{:.0f}"),)
 
 
 def _check_frame(result: pd.DataFrame, expected: pd.DataFrame, where: str) -> None:

@@ -224,18 +224,17 @@ class S3ObjectTransport:
         return _KeptThenStreamed(kept, rest)
 
     def fetch_tail_ahead(self) -> concurrent.futures.Future[None]:
-        """Send the first GET, of the object's last bytes, now, and return without waiting for it.
+        """GET the object's last ``first_get_size`` bytes now, and return without waiting for them.
 
         ``on_tail`` hears the bytes when they arrive: a footer fetched before
-        anyone opens the file (``footers_ahead.py``).
+        anyone opens the file (``footers_ahead.py``). The size must be known (a
+        listing said it): the bytes are asked for by their offsets, as a
+        reader's footer read would ask (a server that ignores a suffix range
+        would take two requests).
         """
-        if not self._read_from_end:
-            raise ValueError(f"{self.uri}: only a transport that reads from the end fetches its tail ahead")
         info = self._requests.info
-        if info is None:
-            return self._submit(self._get_first_bytes())
-        # The size is known (a listing said it): the very bytes a reader's footer read would ask for, by their
-        # offsets, as that read would (a server that ignores a suffix range would take two requests).
+        if not self._read_from_end or info is None:
+            raise ValueError(f"{self.uri}: only a transport that reads from the end, its size listed, fetches ahead")
         return self._submit(self._get_tail_from(max(0, info.size - self._settings.first_get_size), info.size))
 
     async def _get_tail_from(self, start: int, end: int) -> None:
