@@ -26,10 +26,11 @@ from s3fs import S3FileSystem
 
 from .chunks import joined
 from .constructor import ReaderConstructor, make_constructor, reader_option_names
-from .footers_ahead import FootersAhead
+from .footers_ahead import FootersAhead, ListedParquetFile
 from .forking import ForkSafeLock
-from .protocol import ObjectInfo
+from .protocol import GetStream, ObjectInfo
 from .readers.base import S3Reader
+from .readers.folder_columns import announce_next_files, file_version, folder_of
 from .recent_answers import RecentAnswers
 from .redaction import protect_secrets
 from .retry import DEFAULT_READ_ATTEMPTS, DEFAULT_READ_TIMEOUT, DEFAULT_RETRY_BACKOFF, RetryPolicy
@@ -49,7 +50,7 @@ from .transport import (
     TransportSettings,
     endpoint_limiter,
 )
-from .transport.link_estimate import READ_TIMED_BODY, LinkEstimate
+from .transport.link_estimate import READ_TIMED_BODY, LinkEstimate, is_far
 from .transport.object_requests import ObjectRequests
 from .transport.object_transport import ObjectTail
 from .transport.whole_reads import download, read_range
@@ -229,6 +230,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         check_s3fs_options(kwargs)
         options = {name: kwargs.pop(name) for name in _strategy_option_names() & kwargs.keys()}
         self._reader_constructor = make_constructor(reader, options)
+        self._link_estimate = LinkEstimate(smallest_timed_body=READ_TIMED_BODY)
         self._transport_settings = TransportSettings(
             part_size=DEFAULT_PART_SIZE if part_size is None else part_size,
             max_parts_in_flight=max_parts_in_flight,
@@ -237,7 +239,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             pin_versions=bool(kwargs.get("version_aware", False)),
             # the link as this filesystem's GETs find it: a read waited for whole is cut into parts that fit it,
             # unless the caller chose the part size
-            link_estimate=LinkEstimate(smallest_timed_body=READ_TIMED_BODY),
+            link_estimate=self._link_estimate,
             reads_fit_link=part_size is None,
         )
         self._counter = TransferCounter()
@@ -387,13 +389,30 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
                 return listed
         return None
 
-    def _fetch_footers_after(self, path: str) -> None:
-        """``path`` opens from a folder this filesystem listed: the footers of its next parquet files set out."""
+    def _fetch_footers_after(self, path: str) -> list[ListedParquetFile]:
+        """``path`` opens from a folder this filesystem listed: the footers of its next parquet files set out.
+
+        Returns those files, to be named to the readers of the folder.
+        """
         siblings = self._parquet_files_listed(path.rpartition("/")[0])
-        if siblings and _listed_in(siblings, path):
-            self._footers_ahead.fetch_after(
-                path, siblings, lambda name: self._tail_read_moments_ago(name, None) is not None
-            )
+        if not siblings or not _listed_in(siblings, path):
+            return []
+        following = self._footers_ahead.fetch_after(
+            path, siblings, lambda name: self._tail_read_moments_ago(name, None) is not None
+        )
+        return [self._listed_parquet_file(name, listed) for name, listed in following]
+
+    def _listed_parquet_file(self, path: str, listed: ObjectInfo) -> ListedParquetFile:
+        bucket, key, _ = self.split_path(path)
+
+        def tail() -> tuple[int, bytes] | None:
+            found = self._tail_read_moments_ago(path, listed)
+            return None if found is None else (found.start, found.data)
+
+        def open_transport() -> GetStream:
+            return self.object_transport(bucket, key, read_from_end=True, listed=listed).get_stream
+
+        return ListedParquetFile(key, file_version(bucket, key, listed), listed.size, tail, open_transport)
 
     def _parquet_files_listed(self, folder: str) -> list[tuple[str, ObjectInfo]] | None:
         """The parquet files of ``folder``'s cached listing, sorted by name, with what the listing says of each.
@@ -665,9 +684,12 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             known_tail=self._tail_read_moments_ago(path, listed) if shares_tail else None,
             on_tail=functools.partial(self._recent_tails.put, path) if shares_tail else None,
         )
-        if shares_tail and listed is not None:
-            self._fetch_footers_after(path)
+        next_files = self._fetch_footers_after(path) if shares_tail and listed is not None else []
         logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))
         opened = constructor(bucket, key, transport.get_object_info, transport.get_stream)
+        # once the reader has joined its folder (nothing is kept for a folder with no reader open), and only
+        # from a far server: from a near one the next files' chunks would slow the reads waited for now
+        if next_files and is_far(self._link_estimate.sample()):
+            announce_next_files(folder_of(bucket, key), next_files)
         opened.bind_to_filesystem(self._counter.record_delivered, reopen, self._counter.record_held_ahead)
         return opened

@@ -13,6 +13,10 @@ Only files of a folder this filesystem listed (and whose names say parquet)
 are fetched ahead, at most ``FOOTERS_AHEAD`` past the one opened, each
 once; a footer nobody opens costs one GET of ``first_get_size`` bytes and is
 forgotten with the rest of the recent tails.
+
+The same next files, as ``ListedParquetFile``, are named to the readers open
+in the folder: once a footer has arrived and they know the projection, they
+fetch that file's chunks of it before it opens (``readers/folder_columns.py``).
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ import functools
 import logging
 import operator
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from .forking import ForkSafeLock
-from .protocol import ObjectInfo
+from .parquet_footer import ColumnChunk, FooterError, layout_in_tail
+from .protocol import Chunk, GetStream, ObjectInfo
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +52,19 @@ class FootersAhead:
         self._on_the_way: dict[str, concurrent.futures.Future[None]] = {}
         self._pid = os.getpid()
 
-    def fetch_after(self, path: str, siblings: Sequence[tuple[str, ObjectInfo]], known: Callable[[str], bool]) -> None:
+    def fetch_after(
+        self, path: str, siblings: Sequence[tuple[str, ObjectInfo]], known: Callable[[str], bool]
+    ) -> Sequence[tuple[str, ObjectInfo]]:
         """``path`` opens: fetch the footers of the next ``FOOTERS_AHEAD`` of its ``siblings`` (sorted by name).
 
         ``known(name)`` says the filesystem holds that footer already; those
         and the ones on their way are not fetched again. A folder of many
-        files costs a search per open, not a pass over the listing.
+        files costs a search per open, not a pass over the listing. Returns
+        those next files.
         """
         first = bisect.bisect_right(siblings, path, key=operator.itemgetter(0))
-        for name, info in siblings[first : first + FOOTERS_AHEAD]:
+        following = siblings[first : first + FOOTERS_AHEAD]
+        for name, info in following:
             with self._lock:
                 self._forget_after_fork()
                 if name in self._on_the_way or known(name):
@@ -64,9 +73,10 @@ class FootersAhead:
                     future = self._fetch_tail(name, info)
                 except RuntimeError as exc:  # no loop to send on (interpreter shutting down, a closed filesystem)
                     logger.debug("not fetching the footer of %s ahead: %s", name, exc)
-                    return
+                    return following
                 self._on_the_way[name] = future
             future.add_done_callback(functools.partial(self._arrived, name))
+        return following
 
     def wait_for(self, path: str) -> None:
         """Return once ``path``'s footer, if it is on its way, has arrived (or failed: the open then asks itself)."""
@@ -88,3 +98,47 @@ class FootersAhead:
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._on_the_way = {}
+
+
+class ListedParquetFile:
+    """A parquet file of a listed folder, not opened yet: where its chunks lie once its footer is in, and a way to them.
+
+    ``tail()``: the file's last bytes the filesystem holds (a footer fetched
+    ahead), as ``(start, data)``, or None while they are on their way.
+    ``open_transport()``: the file's ``get_stream``, made at the first range
+    fetched for it.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        version: tuple[object, ...] | None,
+        size: int,
+        tail: Callable[[], tuple[int, bytes] | None],
+        open_transport: Callable[[], GetStream],
+    ) -> None:
+        self.key = key
+        self.version = version
+        self._size = size
+        self._tail = tail
+        self._open_transport = open_transport
+        self._get_stream: GetStream | None = None
+        self._layout: list[ColumnChunk] | None = None
+        self._unreadable = False
+
+    def layout(self) -> list[ColumnChunk] | None:
+        if self._layout is None and not self._unreadable:
+            tail = self._tail()
+            if tail is not None:
+                try:
+                    self._layout = layout_in_tail(*tail, self._size)
+                except FooterError as exc:
+                    logger.debug("%s: no chunks to fetch ahead, %s", self.key, exc)
+                # a footer longer than the tail: its reader will fetch the rest when it opens
+                self._unreadable = self._layout is None
+        return self._layout
+
+    def get_stream(self, start: int, end: int, /, *, ahead: bool = False) -> Iterator[Chunk]:
+        if self._get_stream is None:
+            self._get_stream = self._open_transport()
+        return self._get_stream(start, end, ahead=ahead)

@@ -67,6 +67,22 @@ def column_chunks(footer: bytes) -> list[ColumnChunk]:
     return chunks
 
 
+def layout_in_tail(start: int, tail: bytes, object_size: int) -> list[ColumnChunk] | None:
+    """The column chunks, read from ``tail`` (the file's bytes from ``start`` to its end) if it holds the whole footer.
+
+    None when the footer begins before ``start``; ``FooterError`` when the
+    bytes are not a parquet file's end or do not parse.
+    """
+    if start + len(tail) != object_size or len(tail) < TRAILER:
+        raise FooterError(f"{len(tail)} bytes from {start} are not the end of an object of {object_size}")
+    span = footer_span(tail[-TRAILER:], object_size)
+    if span is None:
+        raise FooterError("the object does not end in a parquet footer")
+    if span[0] < start:
+        return None
+    return column_chunks(tail[span[0] - start : span[1] - start])
+
+
 # -- the Thrift compact protocol, as much as a footer needs ---------------------------------------
 
 _STOP, _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(13)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
 from fsspec_s3reader import S3ReaderFileSystem
-from fsspec_s3reader.footers_ahead import FOOTERS_AHEAD, FootersAhead
-from fsspec_s3reader.protocol import ObjectInfo
+from fsspec_s3reader import filesystem as filesystem_module
+from fsspec_s3reader.footers_ahead import FOOTERS_AHEAD, FootersAhead, ListedParquetFile
+from fsspec_s3reader.parquet_footer import column_chunks, footer_span
+from fsspec_s3reader.protocol import Chunk, ObjectInfo
 
 FOOTER = 64 * 1024
 
@@ -27,6 +31,16 @@ def _parquet(seed: int) -> bytes:
 def _folder(fs: S3ReaderFileSystem, bucket: str, files: int) -> dict[str, bytes]:
     contents = {f"{bucket}/scan/part-{index}.parquet": _parquet(index) for index in range(files)}
     fs.pipe(contents)
+    return contents
+
+
+def _folder_and_its_copy(fs: S3ReaderFileSystem, bucket: str, files: int, local: Any) -> dict[str, bytes]:
+    """The folder, the same files in ``local``, and ``fs`` as if it had not listed nor read anything yet."""
+    contents = _folder(fs, bucket, files)
+    for path, data in contents.items():
+        (local / os.path.basename(path)).write_bytes(data)
+    fs.invalidate_cache()
+    fs.reset_stats()
     return contents
 
 
@@ -83,11 +97,7 @@ def test_a_dataset_scan_reads_what_a_local_scan_reads_with_one_footer_get_per_fi
     storage_options: dict[str, Any], bucket: str, tmp_path: Any
 ) -> None:
     fs = _fs(storage_options)
-    contents = _folder(fs, bucket, 6)
-    for path, data in contents.items():
-        (tmp_path / os.path.basename(path)).write_bytes(data)
-    fs.invalidate_cache()
-    fs.reset_stats()
+    contents = _folder_and_its_copy(fs, bucket, 6, tmp_path)
     got = pads.dataset(f"{bucket}/scan", filesystem=fs, format="parquet").to_table(columns=["b"])
     expected = pads.dataset(str(tmp_path), format="parquet").to_table(columns=["b"])
     assert got.equals(expected)
@@ -155,3 +165,51 @@ def test_a_forked_child_does_not_wait_for_its_parents_footers() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     sent.futures["b/b.parquet"].set_result(None)
+
+
+def _scan_recording_next_files(
+    fs: S3ReaderFileSystem, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[pa.Table, list[str]]:
+    fetched_for: list[str] = []
+    get_stream = ListedParquetFile.get_stream
+
+    def recording(self: ListedParquetFile, start: int, end: int, /, *, ahead: bool = False) -> Iterator[Chunk]:
+        fetched_for.append(self.key)
+        return get_stream(self, start, end, ahead=ahead)
+
+    monkeypatch.setattr(ListedParquetFile, "get_stream", recording)
+    table = pads.dataset(f"{bucket}/scan", filesystem=fs, format="parquet").to_table(columns=["b"])
+    return table, fetched_for
+
+
+def test_through_a_far_link_a_scan_has_the_next_files_columns_fetched_before_they_open_each_once(
+    storage_options: dict[str, Any], bucket: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = _fs(storage_options)
+    contents = _folder_and_its_copy(fs, bucket, 8, tmp_path)
+    monkeypatch.setattr(filesystem_module, "is_far", lambda sample: True)
+    got, fetched_for = _scan_recording_next_files(fs, bucket, monkeypatch)
+    assert got.equals(pads.dataset(str(tmp_path), format="parquet").to_table(columns=["b"]))
+    assert fetched_for  # some files' column "b" was on its way before they opened
+    # and never fetched twice: a footer and the one column chunk per file
+    column_b = {path: _chunk_bytes(data, "b") for path, data in contents.items()}
+    assert fs.stats.get_requests <= 2 * len(contents)
+    assert fs.stats.bytes_fetched <= sum(FOOTER + size for size in column_b.values())
+
+
+def test_from_a_near_server_nothing_is_fetched_for_files_not_open(
+    storage_options: dict[str, Any], bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = _fs(storage_options)
+    _folder(fs, bucket, 6)
+    fs.invalidate_cache()
+    monkeypatch.setattr(filesystem_module, "is_far", lambda sample: False)  # as the link estimate finds loopback
+    _, fetched_for = _scan_recording_next_files(fs, bucket, monkeypatch)
+    assert fetched_for == []
+    assert fs.stats.get_requests <= 2 * 6
+
+
+def _chunk_bytes(data: bytes, column: str) -> int:
+    span = footer_span(data[-8:], len(data))
+    assert span is not None
+    return sum(c.end - c.start for c in column_chunks(data[span[0] : span[1]]) if c.column == column)

@@ -10,6 +10,7 @@ from fsspec_s3reader.transport.link_estimate import (
     LinkEstimate,
     LinkSample,
     fit_to_link,
+    is_far,
     part_for_a_read,
 )
 
@@ -102,3 +103,9 @@ def test_a_filesystems_estimate_times_the_shorter_bodies_of_reads() -> None:
     estimate = LinkEstimate(smallest_timed_body=MIB)
     estimate.record(0.02, 2 * MIB, 0.02)
     assert estimate.sample().connection_throughput == 2 * MIB / 0.02
+
+
+def test_a_server_is_far_from_ten_milliseconds_to_the_first_byte_and_near_until_timed() -> None:
+    assert not is_far(LinkSample(None, None, 0))
+    assert not is_far(LinkSample(0.002, 500 * MB, 8))  # the same host or rack
+    assert is_far(LinkSample(0.020, 90 * MB, 8))  # S3

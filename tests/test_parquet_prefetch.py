@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import uuid
 from collections.abc import Iterator
@@ -11,8 +12,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from fsspec_s3reader.parquet_footer import column_chunks, footer_span
+from fsspec_s3reader.parquet_footer import ColumnChunk, column_chunks, footer_span
+from fsspec_s3reader.protocol import ObjectInfo
 from fsspec_s3reader.readers import AdaptiveS3Reader, RangedS3Reader, S3Reader
+from fsspec_s3reader.readers.folder_columns import announce_next_files, file_version
 from fsspec_s3reader.testing import MemorySource
 
 ROWS, GROUPS = 50_000, 5
@@ -281,3 +284,159 @@ def test_readers_in_other_folders_learn_nothing_from_each_other() -> None:
     read(first, (len(DATA) - 65536, len(DATA)))
     read(first, chunk(0, "c2"))
     assert _footer_then_requests(_in_folder(uuid.uuid4().hex, source), source) == []
+
+
+# -- the folder's next files: fetched for before they open ----------------------------------------
+
+
+class _NextFile:
+    """A next file of a folder as the filesystem names it: its footer in (or not yet), its bytes from a source."""
+
+    def __init__(self, folder: str, name: str, source: MemorySource, etag: str = '"memory"') -> None:
+        self.key = f"{folder}/{name}"
+        self.version = file_version("bucket", self.key, ObjectInfo(len(source.data), etag))
+        self.source = source
+        self.footer_in = True
+        self.streams: list[Iterator[bytes]] = []
+
+    def layout(self) -> list[ColumnChunk] | None:
+        return CHUNKS if self.footer_in else None
+
+    def get_stream(self, start: int, end: int, /, *, ahead: bool = False) -> Iterator[bytes]:
+        self.streams.append(self.source.get_stream(start, end, ahead=ahead))
+        return self.streams[-1]
+
+    def dropped(self) -> bool:
+        return bool(self.streams) and all(inspect.getgeneratorstate(s) == inspect.GEN_CLOSED for s in self.streams)  # type: ignore[arg-type]
+
+
+def _named(folder: str, name: str, source: MemorySource, parquet_prefetch_bytes: int | None = None) -> S3Reader:
+    budget = {} if parquet_prefetch_bytes is None else {"parquet_prefetch_bytes": parquet_prefetch_bytes}
+    return RangedS3Reader(
+        "bucket", f"{folder}/{name}", source.get_object_info, source.get_stream, buffer_size=0, **budget
+    )
+
+
+def _announced(folder: str, *names: str) -> list[_NextFile]:
+    files = [_NextFile(folder, name, MemorySource(DATA, chunk_size=4096)) for name in names]
+    announce_next_files(("bucket", folder), files)
+    return files
+
+
+ALL_C2 = [chunk(group, "c2") for group in range(GROUPS)]
+
+
+def _scan(folder: str, parquet_prefetch_bytes: int | None = None) -> tuple[S3Reader, S3Reader]:
+    """Two files of the folder open at once, their footers read: a scan, as ``pyarrow.dataset`` makes one."""
+    first, second = (_named(folder, f"a{i}.parquet", MemorySource(DATA, 4096), parquet_prefetch_bytes) for i in (0, 1))
+    for file in (first, second):
+        read(file, (len(DATA) - 65536, len(DATA)))
+    return first, second
+
+
+def test_the_next_file_of_a_folder_has_the_columns_learned_fetched_before_it_opens_and_read_from_memory() -> None:
+    folder = uuid.uuid4().hex
+    first, _ = _scan(folder)
+    (following,) = _announced(folder, "b1.parquet")
+    assert following.source.requests == []  # no column known yet
+    read(first, chunk(0, "c2"))  # c2 learned
+    assert sorted(following.source.requests_ahead) == ALL_C2  # all of c2, and only c2
+    opened = _named(folder, "b1.parquet", following.source)  # its layout is known: it reads no footer
+    for group in range(GROUPS):
+        assert read(opened, chunk(group, "c2")) == DATA[slice(*chunk(group, "c2"))]
+    assert sorted(following.source.requests) == ALL_C2  # nothing more was asked
+
+
+def test_as_many_next_files_are_fetched_for_as_the_folder_has_files_open() -> None:
+    folder = uuid.uuid4().hex
+    first, _ = _scan(folder)
+    b1, b2, b3 = _announced(folder, "b1.parquet", "b2.parquet", "b3.parquet")
+    read(first, chunk(0, "c2"))
+    assert [sorted(f.source.requests_ahead) for f in (b1, b2, b3)] == [ALL_C2, ALL_C2, []]
+    third = _named(folder, "a2.parquet", MemorySource(DATA, chunk_size=4096))  # the scan is three files wide
+    read(third, (len(DATA) - 65536, len(DATA)))  # its first read offers what the folder knows
+    assert sorted(b3.source.requests_ahead) == ALL_C2
+
+
+def test_a_file_read_on_its_own_has_nothing_fetched_for_the_files_after_it() -> None:
+    folder = uuid.uuid4().hex
+    alone = _named(folder, "a0.parquet", MemorySource(DATA, chunk_size=4096))
+    read(alone, (len(DATA) - 65536, len(DATA)))
+    (following,) = _announced(folder, "b1.parquet")
+    read(alone, chunk(0, "c2"))
+    assert following.source.requests == []
+
+
+def test_a_next_files_footer_on_its_way_has_its_chunks_fetched_at_the_first_read_after_it_arrives() -> None:
+    folder = uuid.uuid4().hex
+    first, _second = _scan(folder)
+    (following,) = _announced(folder, "b1.parquet")
+    following.footer_in = False
+    read(first, chunk(0, "c2"))
+    assert following.source.requests == []
+    following.footer_in = True
+    read(first, chunk(1, "c2"))
+    assert sorted(following.source.requests_ahead) == ALL_C2
+
+
+def test_what_the_folder_fetches_for_its_next_files_stays_within_the_budget() -> None:
+    folder = uuid.uuid4().hex
+    budget = 2 * (chunk(0, "c2")[1] - chunk(0, "c2")[0]) + 100
+    first, _second = _scan(folder, parquet_prefetch_bytes=budget)
+    (following,) = _announced(folder, "b1.parquet")
+    read(first, chunk(0, "c2"))
+    assert sorted(following.source.requests_ahead) == ALL_C2[:2]
+    opened = _named(folder, "b1.parquet", following.source)
+    for group in range(GROUPS):  # the rest its reader fetches itself
+        assert read(opened, chunk(group, "c2")) == DATA[slice(*chunk(group, "c2"))]
+    assert sorted(set(following.source.requests)) == ALL_C2
+
+
+def test_what_was_fetched_for_next_files_is_dropped_when_the_folders_last_reader_closes() -> None:
+    folder = uuid.uuid4().hex
+    first, second = _scan(folder)
+    (following,) = _announced(folder, "b1.parquet")
+    read(first, chunk(0, "c2"))
+    first.close()
+    assert not following.dropped()  # the scan goes on
+    second.close()
+    assert following.dropped()
+    opened = _named(folder, "b1.parquet", following.source)
+    asked = len(following.source.requests)
+    assert read(opened, chunk(0, "c2")) == DATA[slice(*chunk(0, "c2"))]
+    assert chunk(0, "c2") in following.source.requests[asked:]  # fetched again, by its own read
+
+
+def test_a_next_file_the_scan_passed_over_has_what_was_fetched_for_it_dropped() -> None:
+    folder = uuid.uuid4().hex
+    first, second = _scan(folder)
+    skipped, _ = _announced(folder, "b1.parquet", "b2.parquet")
+    read(first, chunk(0, "c2"))
+    assert skipped.source.requests_ahead
+    _named(folder, "b2.parquet", MemorySource(DATA, chunk_size=4096))  # opened, b1 never was
+    first.close()
+    second.close()  # the first file open is now after b1
+    assert skipped.dropped()
+
+
+def test_a_next_file_changed_since_its_listing_gets_nothing_of_its_old_version() -> None:
+    folder = uuid.uuid4().hex
+    first, _second = _scan(folder)
+    old = _NextFile(folder, "b1.parquet", MemorySource(DATA, chunk_size=4096), etag='"listed"')
+    announce_next_files(("bucket", folder), [old])
+    read(first, chunk(0, "c2"))
+    assert old.source.requests_ahead
+    now = MemorySource(DATA, chunk_size=4096)  # what S3 holds when the file opens: another ETag
+    opened = _named(folder, "b1.parquet", now)
+    assert old.dropped()
+    read(opened, (len(DATA) - 65536, len(DATA)))
+    assert read(opened, chunk(0, "c2")) == DATA[slice(*chunk(0, "c2"))]
+    assert chunk(0, "c2") in now.requests
+
+
+def test_nothing_is_kept_for_a_folder_with_no_reader_open() -> None:
+    folder = uuid.uuid4().hex
+    (following,) = _announced(folder, "b1.parquet")
+    first, _second = _scan(folder)
+    read(first, chunk(0, "c2"))
+    assert following.source.requests == []

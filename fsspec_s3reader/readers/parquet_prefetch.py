@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from ..chunks import ChunkRun
 from ..errors import IncompleteObjectError
 from ..forking import ForkSafeLock
-from ..parquet_footer import TRAILER, ColumnChunk, FooterError, column_chunks, footer_span
+from ..parquet_footer import TRAILER, ColumnChunk, FooterError, layout_in_tail
 from ..protocol import Chunk, GetStream, ObjectInfo
 from .anticipation import Segment
 from .base import close_stream
-from .folder_columns import FolderMember
+from .folder_columns import FolderMember, file_version, folder_of
 from .options import byte_count_check
 
 logger = logging.getLogger(__name__)
@@ -73,9 +73,7 @@ def parquet_prefetch(
     """What a reader fetching ahead for parquet holds: nothing when the budget is 0."""
     if budget <= 0:
         return None
-    version = (*name, info.size, info.etag, info.version_id) if info.etag or info.version_id else None
-    bucket, key = name
-    return ParquetPrefetch(get_stream, info.size, budget, version, folder=(bucket, key.rpartition("/")[0]))
+    return ParquetPrefetch(get_stream, info.size, budget, file_version(*name, info), name)
 
 
 _LAYOUTS: collections.OrderedDict[tuple[object, ...], list[ColumnChunk]] = collections.OrderedDict()
@@ -100,6 +98,19 @@ def _known_layout(version: tuple[object, ...] | None) -> list[ColumnChunk] | Non
         return None
     with _LAYOUTS_LOCK:
         return _LAYOUTS.get(version)
+
+
+def _merged(chunks: list[ColumnChunk], indices: list[int]) -> list[_Range]:
+    """The chunks at ``indices`` (ascending), neighbours merged into one range each, up to ``LARGEST_RANGE``."""
+    merged: list[_Range] = []
+    for index in indices:
+        chunk = chunks[index]
+        last = merged[-1] if merged else None
+        if last and chunk.start - last.end <= MERGE_GAP and chunk.end - last.start <= LARGEST_RANGE:
+            last.end = chunk.end
+        else:
+            merged.append(_Range(chunk.start, chunk.end))
+    return merged
 
 
 @dataclass
@@ -128,7 +139,7 @@ class ParquetPrefetch:
         size: int,
         budget: int,
         version: tuple[object, ...] | None = None,
-        folder: tuple[str, str] | None = None,
+        name: tuple[str, str] | None = None,
     ) -> None:
         self._get_stream = get_stream
         self._size = size
@@ -144,7 +155,8 @@ class ParquetPrefetch:
         self._read_to = 0  # where the last read ended: the next ones usually go on from there
         self._peak_held = 0
         # the readers open in the same folder: the columns they learn are this file's next reads too
-        self._folder = FolderMember(folder) if folder is not None and not self._off else None
+        self._folder = FolderMember(folder_of(*name), name[1]) if name is not None and not self._off else None
+        self._adopt_offered()
 
     def serve(self, start: int, end: int) -> list[Segment] | None:
         """``[start, end)`` cut where the started foreseen ranges in it begin and end; None when none of it is.
@@ -212,6 +224,7 @@ class ParquetPrefetch:
             if self._folder is not None:
                 self._folder.tell(wanted)
             self._want(wanted)
+            self._offer_to_next_files()
 
     def observe(self, start: int, end: int, pieces: list[Chunk]) -> None:
         """Learn from a read served the usual way: until the layout is known, the footer at the file's end."""
@@ -239,6 +252,35 @@ class ParquetPrefetch:
         heard = self._folder.heard() - self._columns
         if heard:
             self._want(heard)
+        self._offer_to_next_files()
+
+    def _adopt_offered(self) -> None:
+        """Take what the folder fetched for this file before it opened (a scan's next file): it is held as foreseen."""
+        if self._folder is None:
+            return
+        offered = self._folder.take_offered(self._version)
+        if offered and self._chunks is None:  # its layout was forgotten since: nothing says what the bytes are
+            for piece in offered:
+                close_stream(piece.stream)
+            return
+        for piece in offered:
+            self._ranges.append(_Range(piece.start, piece.end, piece.stream))
+            self._done.update(i for i in self._overlapping(piece.start, piece.end) if piece.start <= self._starts[i])
+        self._ranges.sort(key=lambda foreseen: foreseen.start)
+        self._peak_held = max(self._peak_held, self._held())
+
+    def _offer_to_next_files(self) -> None:
+        """Fetch the folder's columns for the files the scan opens next, once their footers have arrived."""
+        if self._folder is None:
+            return
+        for next_file, columns in self._folder.files_to_offer():
+            layout = next_file.layout()
+            if layout is None:
+                continue
+            _remember_layout(next_file.version, layout)  # for the reader that opens it, which reads no footer
+            wanted = [index for index, chunk in enumerate(layout) if chunk.column in columns]
+            ranges = [(foreseen.start, foreseen.end) for foreseen in _merged(layout, wanted)]
+            self._folder.offer(next_file, columns, ranges, self._budget)
 
     def _want(self, columns: set[str]) -> None:
         """Columns newly known to be read: their chunks not read yet are planned and fetched ahead."""
@@ -259,19 +301,18 @@ class ParquetPrefetch:
             return
         if len(self._tail) < TRAILER:
             return
-        span = footer_span(b"".join(self._tail.slice(self._size - TRAILER, self._size)), self._size)
-        if span is None:
-            self._off = True  # not parquet: stay out of the way
-        elif self._tail.start <= span[0]:
-            try:
-                self._chunks = column_chunks(b"".join(self._tail.slice(*span)))
-                self._starts = [chunk.start for chunk in self._chunks]
-                _remember_layout(self._version, self._chunks)
-            except FooterError as exc:
-                logger.debug("not reading ahead: the parquet footer did not parse (%s)", exc)
-                self._off = True
+        try:
+            tail = self._tail
+            chunks = layout_in_tail(tail.start, b"".join(tail.slice(tail.start, self._size)), self._size)
+        except FooterError as exc:
+            logger.debug("not reading ahead: %s", exc)
+            self._off = True  # not parquet, or a footer this parser cannot read: stay out of the way
         else:
-            return  # the rest of the footer is still to come
+            if chunks is None:
+                return  # the rest of the footer is still to come
+            self._chunks = chunks
+            self._starts = [chunk.start for chunk in chunks]
+            _remember_layout(self._version, chunks)
         self._tail = ChunkRun(self._size)
 
     def _overlapping(self, start: int, end: int) -> list[int]:
@@ -290,17 +331,9 @@ class ParquetPrefetch:
     def _foresee(self, columns: set[str]) -> None:
         """Plan the chunks of ``columns`` not read yet, neighbours merged into one range each."""
         assert self._chunks is not None
-        merged: list[_Range] = []
-        for index, chunk in enumerate(self._chunks):
-            if chunk.column not in columns or index in self._done:
-                continue
-            self._done.add(index)
-            last = merged[-1] if merged else None
-            if last and chunk.start - last.end <= MERGE_GAP and chunk.end - last.start <= LARGEST_RANGE:
-                last.end = chunk.end
-            else:
-                merged.append(_Range(chunk.start, chunk.end))
-        fitting = [foreseen for foreseen in merged if foreseen.length <= self._budget]
+        wanted = [i for i, chunk in enumerate(self._chunks) if chunk.column in columns and i not in self._done]
+        self._done.update(wanted)
+        fitting = [foreseen for foreseen in _merged(self._chunks, wanted) if foreseen.length <= self._budget]
         self._ranges = sorted([*self._ranges, *fitting], key=lambda foreseen: foreseen.start)
 
     def _fill(self) -> None:

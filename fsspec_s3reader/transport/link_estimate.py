@@ -144,6 +144,16 @@ def fit_to_link(sample: LinkSample, *, budget: int, readers: int) -> PartPlan:
     return PartPlan(max(SMALLEST_PART, min(LARGEST_PART, whole_mib)), PARTS_IN_FLIGHT)
 
 
+def is_far(sample: LinkSample) -> bool:
+    """Whether the server answers after a wait that costs more than the work of fetching ahead (``FAR_LATENCY``).
+
+    From a near server, fetching what a caller will ask for later takes
+    CPU and connections from the reads it is waiting for now, and saves
+    only a short wait: unknown latency counts as near.
+    """
+    return sample.first_byte_latency is not None and sample.first_byte_latency >= FAR_LATENCY
+
+
 def part_for_a_read(sample: LinkSample, length: int, *, largest: int, parts_in_flight: int) -> int:
     """How long each part of a read of ``length`` bytes is, when the caller waits for all of it at once.
 
