@@ -7,7 +7,6 @@ body bytes as they are read (``CountingBody``), delivered bytes by the readers.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,39 +68,45 @@ class TransferCounter:
     def __init__(self) -> None:
         # a forked child finds it free, even if a parent thread was counting at the fork
         self._lock = ForkSafeLock()
-        self._stats = TransferStats()
+        # plain counts, made into a TransferStats only when asked: a body's every piece is counted
+        self._requests = {"get_object": 0, "head_object": 0, "other": 0}
+        self._fetched = 0
+        self._delivered = 0
+        self._peak_ahead = 0
 
     def record_request(self, method: str) -> None:
+        kind = method if method in ("get_object", "head_object") else "other"
         with self._lock:
-            stats = self._stats
-            if method == "get_object":
-                self._stats = dataclasses.replace(stats, get_requests=stats.get_requests + 1)
-            elif method == "head_object":
-                self._stats = dataclasses.replace(stats, head_requests=stats.head_requests + 1)
-            else:
-                self._stats = dataclasses.replace(stats, other_requests=stats.other_requests + 1)
+            self._requests[kind] += 1
 
     def record_bytes(self, count: int) -> None:
         with self._lock:
-            self._stats = dataclasses.replace(self._stats, bytes_fetched=self._stats.bytes_fetched + count)
+            self._fetched += count
 
     def record_delivered(self, count: int) -> None:
         with self._lock:
-            self._stats = dataclasses.replace(self._stats, bytes_delivered=self._stats.bytes_delivered + count)
+            self._delivered += count
 
     def record_held_ahead(self, peak: int) -> None:
         """A closing file's most bytes held fetched ahead at once: the counter keeps the largest."""
         with self._lock:
-            if peak > self._stats.peak_bytes_ahead:
-                self._stats = dataclasses.replace(self._stats, peak_bytes_ahead=peak)
+            self._peak_ahead = max(self._peak_ahead, peak)
 
     def snapshot(self) -> TransferStats:
         with self._lock:
-            return self._stats
+            return TransferStats(
+                get_requests=self._requests["get_object"],
+                head_requests=self._requests["head_object"],
+                other_requests=self._requests["other"],
+                bytes_fetched=self._fetched,
+                bytes_delivered=self._delivered,
+                peak_bytes_ahead=self._peak_ahead,
+            )
 
     def reset(self) -> None:
         with self._lock:
-            self._stats = TransferStats()
+            self._requests = dict.fromkeys(self._requests, 0)
+            self._fetched = self._delivered = self._peak_ahead = 0
 
 
 class CountingBody:
