@@ -57,6 +57,8 @@ _LEAN_PARAMETERS = frozenset(
     | {"SSECustomerAlgorithm", "SSECustomerKey", "SSECustomerKeyMD5"}
 )
 _METHODS = {"GET": "get_object", "HEAD": "head_object"}
+_CONNECT_TIMEOUT = 30.0
+"""Seconds to open a connection (aiohttp's default, kept)."""
 _REGION_ERRORS = frozenset({"PermanentRedirect", "TemporaryRedirect", "AuthorizationHeaderMalformed"})
 
 
@@ -149,8 +151,14 @@ class HttpClients:
         if session is None or session.closed:
             # no trust_env: it would read the environment's proxies and netrc again for every
             # request; a bucket behind a proxy goes through botocore instead (_ask_botocore)
+            # no total timeout: each request's wait for its headers and each body's silence are bounded by the
+            # transport (read_timeout); aiohttp's default of 5 minutes would also cut a stream that is only long,
+            # and it times every piece of every body
             session = self._sessions[loop] = aiohttp.ClientSession(
-                connector=connector(), auto_decompress=False, trace_configs=[self._tracing]
+                connector=connector(),
+                auto_decompress=False,
+                trace_configs=[self._tracing],
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT),
             )
         return session
 
