@@ -250,6 +250,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         # the footers of a listed folder's next parquet files, fetched as one of them opens
         self._footers_ahead = FootersAhead(self._fetch_tail_ahead)
         self._sorted_listing: tuple[list[dict[str, Any]], list[tuple[str, ObjectInfo]]] | None = None
+        self._indexed_listing: tuple[list[dict[str, Any]], dict[Any, dict[str, Any]]] | None = None
         super().__init__(*args, **kwargs)
         protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
         self._object_calls = self._make_object_calls(max_requests_in_flight, lean_requests, adaptive_concurrency)
@@ -380,14 +381,16 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         if described is not None:
             return _object_info_of(described)
         try:
-            entries = self._ls_from_cache(path)
-        except FileNotFoundError:
+            entries = self.dircache[self._parent(path)]
+        except KeyError:  # not listed, or the listing expired
             return None
-        for entry in entries or ():
-            listed = _object_info_of(entry)
-            if listed is not None and entry.get("name") == path:
-                return listed
-        return None
+        # by name, indexed once per listing: a scan opens every file of a folder (s3fs's own lookup
+        # goes through the whole listing for each)
+        indexed = self._indexed_listing
+        if indexed is None or indexed[0] is not entries:
+            indexed = self._indexed_listing = (entries, {entry.get("name"): entry for entry in entries})
+        entry = indexed[1].get(path)
+        return None if entry is None else _object_info_of(entry)
 
     def _fetch_footers_after(self, path: str) -> list[ListedParquetFile]:
         """``path`` opens from a folder this filesystem listed: the footers of its next parquet files set out.
