@@ -102,7 +102,10 @@ class _Folder:
         return sum(offered.end - offered.start for offer in self.offers.values() for offered in offer.ranges)
 
     def pass_over(self) -> list[Iterator[Chunk]]:
-        """Forget the next files before the first one open (the scan went past them); their streams, to close."""
+        """Forget the next files now open or before the first one open (the scan went past those); streams to close.
+
+        What was fetched for a file now open stays until its reader takes it.
+        """
         keys = [member.key for member in self.members]
         first = min(keys, default=None)
         passed = [key for key in self.next_files if first is None or key < first or key in keys]
