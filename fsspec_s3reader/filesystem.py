@@ -137,6 +137,26 @@ def _object_info_of(details: dict[str, Any]) -> ObjectInfo | None:
     return ObjectInfo(size=details["size"], etag=details.get("ETag"))
 
 
+class _ListingView:
+    """One cached folder listing, by name and (its parquet files) in name order, each built once."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self.entries = entries
+        self.by_name = {entry.get("name"): entry for entry in entries}
+        self._parquet_files: list[tuple[str, ObjectInfo]] | None = None
+
+    @property
+    def parquet_files(self) -> list[tuple[str, ObjectInfo]]:
+        """The files whose names say parquet, sorted by name, with what the listing says of each."""
+        if self._parquet_files is None:
+            self._parquet_files = sorted(
+                (entry["name"], info)
+                for entry in self.entries
+                if _read_from_end(entry.get("name", "")) and (info := _object_info_of(entry)) is not None
+            )
+        return self._parquet_files
+
+
 def _listed_in(files: list[tuple[str, ObjectInfo]], path: str) -> bool:
     """Whether ``path`` is one of ``files`` (sorted by name)."""
     index = bisect.bisect_left(files, path, key=operator.itemgetter(0))
@@ -249,8 +269,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         self._recent_tails: RecentAnswers[ObjectTail] = RecentAnswers(_TAILS_KEPT_AT_MOST)
         # the footers of a listed folder's next parquet files, fetched as one of them opens
         self._footers_ahead = FootersAhead(self._fetch_tail_ahead)
-        self._sorted_listing: tuple[list[dict[str, Any]], list[tuple[str, ObjectInfo]]] | None = None
-        self._indexed_listing: tuple[list[dict[str, Any]], dict[Any, dict[str, Any]]] | None = None
+        self._listing_view: _ListingView | None = None  # the folder listing the last open looked in
         super().__init__(*args, **kwargs)
         protect_secrets(self.key, self.secret, self.token, *_credentials_in(self.client_kwargs))
         self._object_calls = self._make_object_calls(max_requests_in_flight, lean_requests, adaptive_concurrency)
@@ -380,16 +399,8 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         described = self._described_moments_ago(path)
         if described is not None:
             return _object_info_of(described)
-        try:
-            entries = self.dircache[self._parent(path)]
-        except KeyError:  # not listed, or the listing expired
-            return None
-        # by name, indexed once per listing: a scan opens every file of a folder (s3fs's own lookup
-        # goes through the whole listing for each)
-        indexed = self._indexed_listing
-        if indexed is None or indexed[0] is not entries:
-            indexed = self._indexed_listing = (entries, {entry.get("name"): entry for entry in entries})
-        entry = indexed[1].get(path)
+        listing = self._cached_listing(self._parent(path))
+        entry = None if listing is None else listing.by_name.get(path)
         return None if entry is None else _object_info_of(entry)
 
     def _fetch_footers_after(self, path: str) -> list[ListedParquetFile]:
@@ -418,26 +429,24 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         return ListedParquetFile(key, file_version(bucket, key, listed), listed.size, tail, open_transport)
 
     def _parquet_files_listed(self, folder: str) -> list[tuple[str, ObjectInfo]] | None:
-        """The parquet files of ``folder``'s cached listing, sorted by name, with what the listing says of each.
+        """The parquet files of ``folder``'s cached listing, sorted by name, with what the listing says of each."""
+        listing = self._cached_listing(folder) if self.dircache.use_listings_cache else None
+        return None if listing is None else listing.parquet_files
 
-        Sorted once per listing, not per open: a scan opens every file of the folder.
+    def _cached_listing(self, folder: str) -> _ListingView | None:
+        """``folder``'s listing as s3fs keeps it (None if not listed, or expired), viewed once per listing.
+
+        A scan opens every file of a folder: looking each up in the listing
+        (as s3fs's ``_ls_from_cache`` does) would cost the square of its size.
         """
         try:
-            entries = self._ls_from_cache(folder) if self.dircache.use_listings_cache else None
-        except FileNotFoundError:
+            entries = self.dircache[folder]
+        except KeyError:
             return None
-        if not entries:
-            return None
-        sorted_before = self._sorted_listing
-        if sorted_before is not None and sorted_before[0] is entries:
-            return sorted_before[1]
-        files = sorted(
-            (entry["name"], info)
-            for entry in entries
-            if _read_from_end(entry.get("name", "")) and (info := _object_info_of(entry)) is not None
-        )
-        self._sorted_listing = (entries, files)
-        return files
+        view = self._listing_view
+        if view is None or view.entries is not entries:
+            view = self._listing_view = _ListingView(entries)
+        return view
 
     def _fetch_tail_ahead(self, path: str, listed: ObjectInfo) -> concurrent.futures.Future[None]:
         bucket, key, _ = self.split_path(path)
