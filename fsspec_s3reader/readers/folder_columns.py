@@ -98,6 +98,13 @@ class _Folder:
         self.next_files: dict[str, NextFile] = {}
         self.offers: dict[str, _Offer] = {}
 
+    def forget(self) -> list[Iterator[Chunk]]:
+        """Forget the next files and what was fetched for them; the streams, to close."""
+        streams = [offered.stream for offer in self.offers.values() for offered in offer.ranges]
+        self.offers.clear()
+        self.next_files.clear()
+        return streams
+
     def offered_bytes(self) -> int:
         return sum(offered.end - offered.start for offer in self.offers.values() for offered in offer.ranges)
 
@@ -163,7 +170,7 @@ class FolderMember:
             shared = folders.get(folder)
             if shared is None or not shared.members:  # nobody open there: nothing learned is kept
                 if shared is not None:  # its readers were collected without closing
-                    stale = [offered.stream for offer in shared.offers.values() for offered in offer.ranges]
+                    stale = shared.forget()
                 shared = folders[folder] = _Folder()
             shared.members.add(self)
             self._folder = shared
@@ -252,7 +259,5 @@ class FolderMember:
             else:
                 if _folders().get(self._place) is shared:
                     del _FOLDERS[self._place]
-                dropped = [offered.stream for offer in shared.offers.values() for offered in offer.ranges]
-                shared.offers.clear()
-                shared.next_files.clear()
+                dropped = shared.forget()
         _close(dropped)
