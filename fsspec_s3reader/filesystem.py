@@ -403,16 +403,19 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         entry = None if listing is None else listing.by_name.get(path)
         return None if entry is None else _object_info_of(entry)
 
-    def _fetch_footers_after(self, path: str) -> list[ListedParquetFile]:
-        """``path`` opens from a folder this filesystem listed: the footers of its next parquet files set out.
+    def _fetch_footers_from(self, path: str) -> list[ListedParquetFile]:
+        """``path`` opens from a folder this filesystem listed: its footer, then its next parquet files', set out.
 
-        Returns those files, to be named to the readers of the folder.
+        Returns the next files, to be named to the readers of the folder.
         """
         siblings = self._parquet_files_listed(path.rpartition("/")[0])
         if not siblings or not _listed_in(siblings, path):
             return []
-        following = self._footers_ahead.fetch_after(
-            path, siblings, lambda name: self._tail_read_moments_ago(name, None) is not None
+        following = self._footers_ahead.fetch_from(
+            path,
+            siblings,
+            lambda name: self._tail_read_moments_ago(name, None) is not None,
+            one_server_queue=not is_far(self._link_estimate.sample()),
         )
         return [self._listed_parquet_file(name, listed) for name, listed in following]
 
@@ -684,6 +687,8 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         # reader of that version (a dataset scan reads its first file's footer twice); not with request
         # parameters, which may change the answer.
         shares_tail = _read_from_end(key) and not version and not kwargs
+        # A file of a listed folder: its footer is sent for before its neighbours' (it is the one read at once)
+        next_files = self._fetch_footers_from(path) if shares_tail and listed is not None else []
         if shares_tail:
             self._footers_ahead.wait_for(path)
         transport = self.object_transport(
@@ -696,7 +701,6 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             known_tail=self._tail_read_moments_ago(path, listed) if shares_tail else None,
             on_tail=functools.partial(self._recent_tails.put, path) if shares_tail else None,
         )
-        next_files = self._fetch_footers_after(path) if shares_tail and listed is not None else []
         logger.debug("opening s3://%s/%s with the %s reader", bucket, key, getattr(constructor, "name", "?"))
         opened = constructor(bucket, key, transport.get_object_info, transport.get_stream)
         # once the reader has joined its folder (nothing is kept for a folder with no reader open), and only

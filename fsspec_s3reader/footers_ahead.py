@@ -3,11 +3,11 @@
 ``pyarrow.dataset`` and dask list a folder, then open its files a few at a
 time, and each open's first request asks for the file's footer: a round trip
 per file before pyarrow can ask for a single column chunk. The listing has
-already said which files come next, so when a reader opens one, the footers
-of the next few files of its folder are fetched at once, side by side, and
-kept where the next opens look for an object's last bytes (the filesystem's
-memory of recent tails). An open that finds its footer still on its way
-waits for it rather than asking again.
+already said which files come next, so when a reader opens one, its own
+footer is sent for first, then the footers of the next few files of its
+folder, side by side, each kept where the next opens look for an object's
+last bytes (the filesystem's memory of recent tails). An open that finds its
+footer on its way waits for it rather than asking again.
 
 Only files of a folder this filesystem listed (and whose names say parquet)
 are fetched ahead, at most ``FOOTERS_AHEAD`` past the one opened, each
@@ -52,19 +52,38 @@ class FootersAhead:
         self._on_the_way: dict[str, concurrent.futures.Future[None]] = {}
         self._pid = os.getpid()
 
-    def fetch_after(
-        self, path: str, siblings: Sequence[tuple[str, ObjectInfo]], known: Callable[[str], bool]
+    def fetch_from(
+        self,
+        path: str,
+        siblings: Sequence[tuple[str, ObjectInfo]],
+        known: Callable[[str], bool],
+        *,
+        one_server_queue: bool = False,
     ) -> Sequence[tuple[str, ObjectInfo]]:
-        """``path`` opens: fetch the footers of the next ``FOOTERS_AHEAD`` of its ``siblings`` (sorted by name).
+        """``path`` opens: fetch its own footer first, then those of the next ``FOOTERS_AHEAD`` of its ``siblings``.
 
-        ``known(name)`` says the filesystem holds that footer already; those
-        and the ones on their way are not fetched again. A folder of many
-        files costs a search per open, not a pass over the listing. Returns
-        those next files.
+        ``siblings`` are sorted by name (the opened file among them, or it
+        has no footer fetched here). The opened file's footer is the one its
+        reader asks for at once, so it is sent before the others. A server
+        that works through requests side by side on one queue (a near one,
+        on the same host) would serve it no sooner than the others:
+        ``one_server_queue`` sends the others once it has arrived (the open
+        waits for it all the same). ``known(name)`` says the filesystem holds
+        that footer already; those and the ones on their way are not fetched
+        again. A folder of many files costs a search per open, not a pass over
+        the listing. Returns the next files, ``path`` not among them.
         """
-        first = bisect.bisect_right(siblings, path, key=operator.itemgetter(0))
-        following = siblings[first : first + FOOTERS_AHEAD]
-        for name, info in following:
+        at = bisect.bisect_left(siblings, path, key=operator.itemgetter(0))
+        listed = int(at < len(siblings) and siblings[at][0] == path)
+        following = siblings[at + listed : at + listed + FOOTERS_AHEAD]
+        self._fetch([*siblings[at : at + listed]], known)
+        if one_server_queue:
+            self.wait_for(path)
+        self._fetch(following, known)
+        return following
+
+    def _fetch(self, files: Sequence[tuple[str, ObjectInfo]], known: Callable[[str], bool]) -> None:
+        for name, info in files:
             with self._lock:
                 self._forget_after_fork()
                 if name in self._on_the_way or known(name):
@@ -73,10 +92,9 @@ class FootersAhead:
                     future = self._fetch_tail(name, info)
                 except RuntimeError as exc:  # no loop to send on (interpreter shutting down, a closed filesystem)
                     logger.debug("not fetching the footer of %s ahead: %s", name, exc)
-                    return following
+                    return
                 self._on_the_way[name] = future
             future.add_done_callback(functools.partial(self._arrived, name))
-        return following
 
     def wait_for(self, path: str) -> None:
         """Return once ``path``'s footer, if it is on its way, has arrived (or failed: the open then asks itself)."""

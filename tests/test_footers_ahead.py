@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,28 +122,61 @@ class _Sent:
 INFO = ObjectInfo(size=100, etag='"e"')
 
 
-def test_only_the_next_files_in_listing_order_are_fetched_each_once() -> None:
+def test_the_opened_files_footer_then_the_next_files_in_listing_order_are_fetched_each_once() -> None:
     sent = _Sent()
     ahead = FootersAhead(sent)
     names = [f"b/f/p{index:02d}.parquet" for index in range(20)]
     siblings = [(name, INFO) for name in names]  # sorted by name, as the filesystem keeps a listing
-    ahead.fetch_after(names[3], siblings, known=lambda name: name == names[5])
-    following = names[4 : 4 + FOOTERS_AHEAD]  # the next ones after the file opened, in order, not the earlier ones
-    expected = [name for name in following if name != names[5]]  # one already known is not asked for
+    following = ahead.fetch_from(names[3], siblings, known=lambda name: name == names[5])
+    assert [name for name, _ in following] == names[4 : 4 + FOOTERS_AHEAD]  # the opened file is not among them
+    # its own footer first, then the next ones in order (not the earlier ones); one already known is not asked for
+    expected = [names[3], *(name for name in names[4 : 4 + FOOTERS_AHEAD] if name != names[5])]
     assert sent.asked == expected
-    ahead.fetch_after(names[4], siblings, known=lambda name: False)  # those on their way are not asked again
+    ahead.fetch_from(names[4], siblings, known=lambda name: False)  # those on their way are not asked again
     assert sent.asked == [*expected, names[5], names[4 + FOOTERS_AHEAD]]
+
+
+def test_for_a_server_of_one_queue_the_next_footers_are_sent_once_the_opened_files_has_arrived() -> None:
+    events: list[str] = []
+    next_asked = threading.Event()
+
+    def fetch_tail(path: str, info: ObjectInfo) -> concurrent.futures.Future[None]:
+        events.append(f"asked {path}")
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        if path.endswith("a.parquet"):
+
+            def arrive() -> None:  # once the next footer is asked for, or a moment later if it is not
+                next_asked.wait(0.2)
+                events.append(f"arrived {path}")
+                future.set_result(None)
+
+            threading.Thread(target=arrive).start()
+        else:
+            next_asked.set()
+            future.set_result(None)
+        return future
+
+    siblings = [("b/f/a.parquet", INFO), ("b/f/b.parquet", INFO)]
+    FootersAhead(fetch_tail).fetch_from("b/f/a.parquet", siblings, known=lambda name: False, one_server_queue=True)
+    assert events == ["asked b/f/a.parquet", "arrived b/f/a.parquet", "asked b/f/b.parquet"]
+
+
+def test_a_file_missing_from_the_listing_has_no_footer_of_its_own_fetched_but_the_files_after_it_do() -> None:
+    sent = _Sent()
+    siblings = [("b/f/a.parquet", INFO), ("b/f/b.parquet", INFO)]
+    following = FootersAhead(sent).fetch_from("b/f/0.parquet", siblings, known=lambda name: False)
+    assert sent.asked == [name for name, _ in following] == ["b/f/a.parquet", "b/f/b.parquet"]
 
 
 def test_an_open_waits_for_its_footer_on_the_way_and_a_failed_one_is_forgotten() -> None:
     sent = _Sent()
     ahead = FootersAhead(sent)
-    ahead.fetch_after("b/f/a.parquet", [("b/f/b.parquet", INFO), ("b/f/c.parquet", INFO)], known=lambda name: False)
+    ahead.fetch_from("b/f/a.parquet", [("b/f/b.parquet", INFO), ("b/f/c.parquet", INFO)], known=lambda name: False)
     sent.futures["b/f/b.parquet"].set_result(None)
     ahead.wait_for("b/f/b.parquet")  # arrived: returns at once
     sent.futures["b/f/c.parquet"].set_exception(OSError("gone"))
     ahead.wait_for("b/f/c.parquet")  # failed: the open asks for itself
-    ahead.fetch_after("b/f/a.parquet", [("b/f/c.parquet", INFO)], known=lambda name: False)
+    ahead.fetch_from("b/f/a.parquet", [("b/f/c.parquet", INFO)], known=lambda name: False)
     assert sent.asked.count("b/f/c.parquet") == 2
 
 
@@ -150,14 +184,14 @@ def test_a_fetch_that_cannot_be_sent_is_skipped_quietly() -> None:
     def refuse(path: str, info: ObjectInfo) -> concurrent.futures.Future[None]:
         raise RuntimeError("no event loop")
 
-    FootersAhead(refuse).fetch_after("b/a.parquet", [("b/b.parquet", INFO)], known=lambda name: False)
+    FootersAhead(refuse).fetch_from("b/a.parquet", [("b/b.parquet", INFO)], known=lambda name: False)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
 def test_a_forked_child_does_not_wait_for_its_parents_footers() -> None:
     sent = _Sent()
     ahead = FootersAhead(sent)
-    ahead.fetch_after("b/a.parquet", [("b/b.parquet", INFO)], known=lambda name: False)
+    ahead.fetch_from("b/a.parquet", [("b/b.parquet", INFO)], known=lambda name: False)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         ahead.wait_for("b/b.parquet")  # the parent's future never completes here: it must not be waited for
