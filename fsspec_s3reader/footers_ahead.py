@@ -68,7 +68,8 @@ class FootersAhead:
         that works through requests side by side on one queue (a near one,
         on the same host) would serve it no sooner than the others:
         ``one_server_queue`` sends the others once it has arrived (the open
-        waits for it all the same). ``known(name)`` says the filesystem holds
+        waits for it all the same). The last file of a folder has no next
+        files, and its open sends nothing. ``known(name)`` says the filesystem holds
         that footer already; those and the ones on their way are not fetched
         again. A folder of many files costs a search per open, not a pass over
         the listing. Returns the next files, ``path`` not among them.
@@ -76,7 +77,9 @@ class FootersAhead:
         at = bisect.bisect_left(siblings, path, key=operator.itemgetter(0))
         listed = int(at < len(siblings) and siblings[at][0] == path)
         following = siblings[at + listed : at + listed + FOOTERS_AHEAD]
-        self._fetch([*siblings[at : at + listed]], known)
+        if not following:
+            return following  # no scan to anticipate: the open's first read asks for what it wants, no more
+        self._fetch(siblings[at : at + listed], known)
         if one_server_queue:
             self.wait_for(path)
         self._fetch(following, known)

@@ -123,3 +123,96 @@ def test_a_filesystem_nobody_holds_is_collected_with_its_connections(storage_opt
     del fs, reader
     gc.collect()
     assert gone() is None
+
+
+ODD_KEYS = ["plain.parquet", "a b/c+d.bin", "sp ace/%41%2F", "k\u00e9y/\u65e5\u672c", "tab\there", "x/y/z", "x/y&z=1?q"]
+
+
+def _listing_as_botocore_says(storage_options: dict, bucket: str, **request: Any) -> dict[str, Any]:
+    slow = S3ReaderFileSystem(lean_requests=False, skip_instance_cache=True, **storage_options)
+    return _without_metadata(slow.call_s3("list_objects_v2", Bucket=bucket, **request))
+
+
+def _without_metadata(answer: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in answer.items() if name != "ResponseMetadata"}
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {},
+        {"Prefix": "x/"},
+        {"Delimiter": "/"},
+        {"Prefix": "x/", "Delimiter": "/"},
+        {"MaxKeys": 2},
+        {"StartAfter": "k"},
+        {"Prefix": "nothing-here/"},
+    ],
+)
+def test_a_listing_sent_lean_answers_what_botocore_answers(
+    storage_options: dict, fs: S3ReaderFileSystem, bucket: str, request_: dict[str, Any]
+) -> None:
+    fs.pipe({f"{bucket}/{key}": key.encode() for key in ODD_KEYS})
+    sent: list[str] = []
+    fs.connect().meta.events.register("before-send.s3", lambda event_name, **_: sent.append(event_name))
+    ours = fs.call_s3("list_objects_v2", Bucket=bucket, **request_)
+    assert sent == []  # not through botocore
+    assert _without_metadata(ours) == _listing_as_botocore_says(storage_options, bucket, **request_)
+
+
+def test_ls_find_and_info_of_a_folder_answer_as_through_botocore_with_pages_of_two(
+    storage_options: dict, bucket: str
+) -> None:
+    lean = S3ReaderFileSystem(skip_instance_cache=True, **storage_options)
+    slow = S3ReaderFileSystem(lean_requests=False, skip_instance_cache=True, **storage_options)
+    lean.pipe({f"{bucket}/{key}": key.encode() for key in ODD_KEYS})
+    pages: list[dict[str, Any]] = []
+    for fs in (lean, slow):
+        page = fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=2)
+        pages.append(
+            _without_metadata(
+                fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=2, ContinuationToken=page["NextContinuationToken"])
+            )
+        )
+        fs.invalidate_cache()
+    assert pages[0] == pages[1] and pages[0]["IsTruncated"]
+    assert lean.find(bucket, detail=True, withdirs=True) == slow.find(bucket, detail=True, withdirs=True)
+    assert lean.ls(f"{bucket}/x", detail=True) == slow.ls(f"{bucket}/x", detail=True)
+    assert lean.info(f"{bucket}/x") == slow.info(f"{bucket}/x")
+    assert lean.glob(f"{bucket}/**/*.bin") == slow.glob(f"{bucket}/**/*.bin") == [f"{bucket}/a b/c+d.bin"]
+    lean.reset_stats()
+    lean.invalidate_cache()
+    lean.ls(bucket)
+    assert (lean.stats.other_requests, lean.stats.get_requests) == (1, 0)  # a listing counts as one, not as a GET
+
+
+def test_listing_a_missing_bucket_raises_file_not_found_as_through_botocore(fs: S3ReaderFileSystem) -> None:
+    with pytest.raises(FileNotFoundError):
+        fs.ls("no-such-bucket-here/folder", refresh=True)
+    with pytest.raises(FileNotFoundError):
+        fs.info("no-such-bucket-here/folder/file")
+
+
+def test_a_head_sent_lean_answers_what_botocore_answers(
+    storage_options: dict, fs: S3ReaderFileSystem, bucket: str
+) -> None:
+    path = f"{bucket}/described.bin"
+    fs.pipe_file(
+        path,
+        DATA,
+        ContentType="application/x-thing",
+        ContentEncoding="identity",
+        CacheControl="max-age=60",
+        Metadata={"owner": "me", "run": "7"},
+    )
+    slow = S3ReaderFileSystem(lean_requests=False, skip_instance_cache=True, **storage_options)
+    sent: list[str] = []
+    fs.connect().meta.events.register("before-send.s3", lambda event_name, **_: sent.append(event_name))
+    ours = _without_metadata(fs.call_s3("head_object", Bucket=bucket, Key="described.bin"))
+    assert sent == []
+    assert ours == _without_metadata(slow.call_s3("head_object", Bucket=bucket, Key="described.bin"))
+    assert ours["Metadata"] == {"owner": "me", "run": "7"} and ours["ContentLength"] == len(DATA)
+    assert fs.info(path, refresh=True) == slow.info(path)
+    assert fs.metadata(path) == slow.metadata(path) == {"owner": "me", "run": "7"}
+    with pytest.raises(FileNotFoundError):
+        fs.info(f"{bucket}/described.bin.missing", refresh=True)

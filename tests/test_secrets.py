@@ -63,7 +63,8 @@ def test_a_load_with_retries_and_failures_logs_no_secret_at_debug(
     dcp.load(target, storage_reader=storage_reader)
     assert_same_state(target, state)
 
-    S3ReaderFileSystem(skip_instance_cache=True, **proxied).ls(bucket)  # s3fs's own call: botocore logs it, signed
+    # a listing through botocore (the lean path sends listings itself): botocore logs the request, signed
+    S3ReaderFileSystem(lean_requests=False, skip_instance_cache=True, **proxied).ls(bucket)
 
     fault_proxy.reset()
     failing = S3ReaderFileSystem(read_attempts=2, skip_instance_cache=True, **proxied)

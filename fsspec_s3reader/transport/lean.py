@@ -1,4 +1,4 @@
-"""A lean GET: S3Calls that send a GetObject or HeadObject as one signed aiohttp request.
+"""A lean GET: S3Calls that send a GetObject, HeadObject or ListObjectsV2 as one signed aiohttp request.
 
 Through botocore, every GET of every object runs the same pipeline again:
 parameter checks, endpoint rules, a dozen event hooks, the user-agent string,
@@ -11,6 +11,10 @@ one bucket. So botocore stays the source of truth, asked once per bucket:
 - as whom: the client's own credentials (refreshed by botocore as they
   expire) and its region, for Signature Version 4 (``sigv4.py``), or no
   signature for an anonymous client.
+
+A listing's answer is parsed into the dict botocore would return
+(``listing.py``), and a HEAD's headers by the rules of botocore's model
+(``head_answer.py``): s3fs's ``ls``, ``find`` and ``info`` pass here.
 
 What this path cannot do as botocore would (request parameters beyond a
 version, range, ``If-Match``, requester pays and SSE-C keys; a configured
@@ -46,12 +50,18 @@ from yarl import URL
 
 from ..stats import CountingBody, TransferCounter
 from .calls import S3Calls
+from .head_answer import HeadAnswerRules
+from .listing import LISTING_PARAMETERS, listing_query, parsed_listing
 from .sigv4 import FrozenCredentials, SigV4Signer
 
 logger = logging.getLogger(__name__)
 
 _STAND_IN_KEY = "fsspec-s3reader-key-stand-in"
-_OPERATIONS = {"get_object": ("GET", "GetObject"), "head_object": ("HEAD", "HeadObject")}
+_OPERATIONS = {
+    "get_object": ("GET", "GetObject"),
+    "head_object": ("HEAD", "HeadObject"),
+    "list_objects_v2": ("GET", "ListObjectsV2"),
+}
 _LEAN_PARAMETERS = frozenset(
     {"Bucket", "Key", "VersionId", "Range", "IfMatch", "RequestPayer"}
     | {"SSECustomerAlgorithm", "SSECustomerKey", "SSECustomerKeyMD5"}
@@ -72,6 +82,12 @@ class _Bucket:
     signer: SigV4Signer | None  # None: unsigned (an anonymous client)
     credentials: Any
     defaults: Mapping[str, Mapping[str, Any]]  # per operation, the filesystem-wide parameters it takes
+    head_answer: HeadAnswerRules  # how a HEAD's headers read as botocore's answer
+
+    @property
+    def listing_path(self) -> str:
+        """The bucket's own path, where its listing is asked for (``/`` when the host names the bucket)."""
+        return self.path_prefix.rstrip("/") or "/"
 
 
 class LeanBody:
@@ -92,6 +108,15 @@ class LeanBody:
             self._response.release()
         else:
             self._response.close()
+
+
+def _query_string(query: Mapping[str, str]) -> str:
+    """``query`` as the URL carries it: encoded and ordered as the signature's canonical query has it."""
+    if not query:
+        return ""
+    return "?" + "&".join(
+        f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}" for name, value in sorted(query.items())
+    )
 
 
 def _ssl_context(client_kwargs: Mapping[str, Any]) -> ssl.SSLContext | bool:
@@ -143,7 +168,8 @@ class HttpClients:
         self._counter = counter
 
     async def _count(self, session: Any, context: Any, sent: aiohttp.TraceRequestHeadersSentParams) -> None:
-        self._counter.record_request(_METHODS.get(sent.method, "other"))
+        asked = context.trace_request_ctx
+        self._counter.record_request(asked["method"] if asked else _METHODS.get(sent.method, "other"))
 
     def for_running_loop(self, connector: Callable[[], aiohttp.TCPConnector]) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -207,17 +233,21 @@ class LeanCalls:
             return await self._fallback.send_once(method, **request)
         verb, operation = _OPERATIONS[method]
         request = {**bucket.defaults[operation], **request}
-        if not request.keys() <= _LEAN_PARAMETERS:
+        listing = method == "list_objects_v2"
+        if not request.keys() <= (LISTING_PARAMETERS if listing else _LEAN_PARAMETERS):
             return await self._fallback.send_once(method, **request)
-        path = bucket.path_prefix + quote(request["Key"], safe="/~")
-        query = {"versionId": request["VersionId"]} if request.get("VersionId") else {}
+        if listing:
+            path, query = bucket.listing_path, listing_query(request)
+        else:
+            path = bucket.path_prefix + quote(request["Key"], safe="/~")
+            query = {"versionId": request["VersionId"]} if request.get("VersionId") else {}
         headers = self._headers(request)
         if bucket.signer is not None:
             headers = bucket.signer.headers(verb, bucket.host, path, query, headers, await self._frozen(bucket))
-        url = URL(
-            bucket.origin + path + (f"?versionId={quote(query['versionId'], safe='')}" if query else ""), encoded=True
+        url = URL(bucket.origin + path + _query_string(query), encoded=True)
+        response = await self._http().request(
+            verb, url, headers=headers, allow_redirects=False, trace_request_ctx={"method": method}
         )
-        response = await self._http().request(verb, url, headers=headers, allow_redirects=False)
         if response.status >= 300:
             error = await self._error(response, operation)
             if error.response["Error"]["Code"] in _REGION_ERRORS or response.status in (301, 307):
@@ -228,7 +258,9 @@ class LeanCalls:
             if translated is error:
                 raise error
             raise translated from error
-        return self._parsed(response)
+        if listing:
+            return await self._listing(response)
+        return self._parsed(response, bucket)
 
     # -- a bucket, asked of botocore once ------------------------------------------------------
 
@@ -262,7 +294,7 @@ class LeanCalls:
             return None
         model = client.meta.service_model
         defaults = {}
-        for operation in ("GetObject", "HeadObject"):
+        for operation in ("GetObject", "HeadObject", "ListObjectsV2"):
             taken = model.operation_model(operation).input_shape.members
             defaults[operation] = {k: v for k, v in self._request_defaults.items() if k in taken and v is not None}
         return _Bucket(
@@ -272,6 +304,7 @@ class LeanCalls:
             signer=None if unsigned else SigV4Signer(client.meta.region_name or "us-east-1"),
             credentials=credentials,
             defaults=defaults,
+            head_answer=HeadAnswerRules.from_shape(model.operation_model("HeadObject").output_shape),
         )
 
     async def _frozen(self, bucket: _Bucket) -> FrozenCredentials:
@@ -298,22 +331,34 @@ class LeanCalls:
             lambda: aiohttp.TCPConnector(limit=self._connections, ssl=_ssl_context(self._client_kwargs))
         )
 
-    def _parsed(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
+    def _parsed(self, response: aiohttp.ClientResponse, bucket: _Bucket) -> dict[str, Any]:
         headers = response.headers
+        if response.method == "HEAD":
+            response.release()
+            return {**bucket.head_answer.parsed(headers), "ResponseMetadata": {"HTTPStatusCode": response.status}}
+        # a GET's answer: only what the transport reads, as every part of every read passes here
         parsed: dict[str, Any] = {
             "ContentLength": int(headers.get("Content-Length", 0)),
             "ETag": headers.get("ETag"),
             "ResponseMetadata": {"HTTPStatusCode": response.status},
+            "Body": CountingBody(LeanBody(response), self._counter),
         }
         if "Content-Range" in headers:
             parsed["ContentRange"] = headers["Content-Range"]
         if "x-amz-version-id" in headers:
             parsed["VersionId"] = headers["x-amz-version-id"]
-        if response.method == "GET":
-            parsed["Body"] = CountingBody(LeanBody(response), self._counter)
-        else:
-            response.release()
         return parsed
+
+    @staticmethod
+    async def _listing(response: aiohttp.ClientResponse) -> dict[str, Any]:
+        try:
+            listing = parsed_listing(await response.read())
+        finally:
+            response.release()
+        listing["ResponseMetadata"] = {"HTTPStatusCode": response.status}
+        if "x-amz-request-charged" in response.headers:
+            listing["RequestCharged"] = response.headers["x-amz-request-charged"]
+        return listing
 
     async def _error(self, response: aiohttp.ClientResponse, operation: str) -> ClientError:
         """The ClientError botocore would raise for this answer, so errors are translated as they always are."""
