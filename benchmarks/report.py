@@ -373,6 +373,13 @@ def workload_section(result: WorkloadRuns, sizes: dict[str, Any] | None = None) 
         workload.notes,
         "",
     ]
+    if workload.least_repeats:
+        runs = max(len(runs) for contender in result.contenders for runs in contender.timed.values())
+        parts[-1:-1] = [
+            f"Each contender was measured {_runs(runs)} per endpoint here: a run takes a fraction of a second, "
+            "and one run's time varies more than the gaps between contenders.",
+            "",
+        ]
     return "\n".join(parts)
 
 
@@ -531,7 +538,8 @@ def _method_lines(info: RunInfo) -> list[str]:
     )
     return [
         f"- {isolation}: on each timing endpoint, warmed up with {_runs(info.warmup)} not measured (each endpoint "
-        f"builds its clients anew), then measured for {_runs(info.repeats)} (fewer where a row says so: readers "
+        f"builds its clients anew), then measured for {_runs(info.repeats)} (more where a workload says so: "
+        "runs of a fraction of a second; fewer where a row says so: readers "
         "that would take minutes through the link get one run there and no warm-up, or none), the contenders of a "
         "workload taking turns run by run in a "
         "rotating order. *s (median)* is the median of the timed call (opening the file or building the storage "

@@ -190,6 +190,11 @@ def _build(runners: Runners, endpoint: Endpoint) -> None:
             runner.build(endpoint.name)
 
 
+def _repeats(workload: Workload, args: argparse.Namespace) -> int:
+    """Measured runs per contender: as asked, or the workload's least where it needs more to be told apart."""
+    return args.repeats if args.quick else max(args.repeats, workload.least_repeats)
+
+
 def _take_turns(runners: Runners, endpoint: Endpoint, repeats: int) -> dict[str, list[RunResult]]:
     """Measured runs, one per contender per round, each round starting one contender later."""
     runs: dict[str, list[RunResult]] = {contender.key: [] for contender, _ in runners}
@@ -265,7 +270,7 @@ def run_workload(workload: Workload, ctx: Context, args: argparse.Namespace, nee
             # On every endpoint: each builds its clients anew (a filesystem, its connections, what it learned of
             # the link, its window of requests), so a second endpoint's first run would be as cold as the first's.
             warmups[endpoint.name] = _warm_up(runners, endpoint, args.warmup)
-            timed[endpoint.name] = _take_turns(runners, endpoint, args.repeats)
+            timed[endpoint.name] = _take_turns(runners, endpoint, _repeats(workload, args))
         counted = _count(runners, next(e for e in ctx.endpoints if e.counted))
     finally:
         for _, runner in runners:

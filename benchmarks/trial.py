@@ -107,6 +107,10 @@ class Workload:
     extra_columns: tuple[tuple[str, str, str], ...] = ()
     """``(metric, heading, format)`` of the table's extra columns (``"{:.0%}"``), each the median of
     ``Trial.extra_metrics()[metric]`` over the measured runs on the first timing endpoint."""
+    least_repeats: int = 0
+    """At least this many measured runs per contender and endpoint (``--quick`` aside): a workload whose runs take
+    a fraction of a second, where one run's time varies by more than the gaps between contenders on a shared
+    machine, so the median of three would be a coin toss."""
 
     def contender(self, key: str) -> Contender:
         for contender in self.contenders:

@@ -387,6 +387,7 @@ PARQUET = Workload(
     notes=_PANDAS_NOTES,
     prepare=functools.partial(_prepare_file, columns=COLUMNS_READ),
     extra_columns=_HELD_AHEAD_COLUMN,
+    least_repeats=9,
 )
 
 PARQUET_ALL = Workload(
@@ -397,6 +398,7 @@ PARQUET_ALL = Workload(
     notes=_PANDAS_NOTES,
     prepare=functools.partial(_prepare_file, columns=None),
     extra_columns=_HELD_AHEAD_COLUMN,
+    least_repeats=7,
 )
 
 
@@ -494,6 +496,7 @@ PARQUET_DATASET = Workload(
     ),
     prepare=_prepare_dataset,
     extra_columns=_HELD_AHEAD_COLUMN,
+    least_repeats=9,
 )
 
 WORKLOADS = {PARQUET.key: PARQUET, PARQUET_ALL.key: PARQUET_ALL, PARQUET_DATASET.key: PARQUET_DATASET}
