@@ -374,9 +374,9 @@ def workload_section(result: WorkloadRuns, sizes: dict[str, Any] | None = None) 
         "",
     ]
     if workload.least_repeats:
-        runs = max(len(runs) for contender in result.contenders for runs in contender.timed.values())
+        measured = max(len(runs) for contender in result.contenders for runs in contender.timed.values())
         parts[-1:-1] = [
-            f"Each contender was measured {_runs(runs)} per endpoint here: a run takes a fraction of a second, "
+            f"Each contender was measured {_runs(measured)} per endpoint here: a run takes a fraction of a second, "
             "and one run's time varies more than the gaps between contenders.",
             "",
         ]

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .listing import iso_moment
+
 
 @dataclass(frozen=True)
 class _Member:
@@ -71,7 +73,6 @@ def _moment(value: str) -> datetime.datetime | str:
     except (TypeError, ValueError):
         pass
     try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return iso_moment(value)
     except ValueError:
         return value
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)

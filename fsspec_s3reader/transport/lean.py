@@ -52,7 +52,7 @@ from ..stats import CountingBody, TransferCounter
 from .calls import S3Calls
 from .head_answer import HeadAnswerRules
 from .listing import LISTING_PARAMETERS, listing_query, parsed_listing
-from .sigv4 import FrozenCredentials, SigV4Signer
+from .sigv4 import FrozenCredentials, SigV4Signer, encoded_query
 
 logger = logging.getLogger(__name__)
 
@@ -108,15 +108,6 @@ class LeanBody:
             self._response.release()
         else:
             self._response.close()
-
-
-def _query_string(query: Mapping[str, str]) -> str:
-    """``query`` as the URL carries it: encoded and ordered as the signature's canonical query has it."""
-    if not query:
-        return ""
-    return "?" + "&".join(
-        f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}" for name, value in sorted(query.items())
-    )
 
 
 def _ssl_context(client_kwargs: Mapping[str, Any]) -> ssl.SSLContext | bool:
@@ -244,7 +235,7 @@ class LeanCalls:
         headers = self._headers(request)
         if bucket.signer is not None:
             headers = bucket.signer.headers(verb, bucket.host, path, query, headers, await self._frozen(bucket))
-        url = URL(bucket.origin + path + _query_string(query), encoded=True)
+        url = URL(bucket.origin + path + (f"?{encoded_query(query)}" if query else ""), encoded=True)
         response = await self._http().request(
             verb, url, headers=headers, allow_redirects=False, trace_request_ctx={"method": method}
         )

@@ -176,7 +176,7 @@ def part_for_a_read(sample: LinkSample, length: int, *, largest: int, parts_in_f
     latency, throughput = sample.first_byte_latency, sample.connection_throughput
     if latency is None or throughput is None or length <= SMALLEST_READ_PART:
         return largest
-    if latency < FAR_LATENCY:
+    if not is_far(sample):
         return largest
     fitted = max(SMALLEST_READ_PART, int(latency * throughput))
     parts = min(parts_in_flight, -(-length // fitted))

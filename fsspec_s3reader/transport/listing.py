@@ -84,6 +84,11 @@ def _value(name: str, text: str) -> Any:
     if name in _BOOLEANS:
         return text == "true"
     if name in _DATES:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)  # S3 speaks UTC
+        return iso_moment(text)
     return text
+
+
+def iso_moment(text: str) -> datetime.datetime:
+    """An ISO 8601 date as S3 writes it (``...Z``), aware; one without a zone is UTC, as S3 speaks UTC."""
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)

@@ -30,6 +30,11 @@ class FrozenCredentials:
     token: str | None = None
 
 
+def encoded_query(query: Mapping[str, str]) -> str:
+    """``query`` percent-encoded and ordered as SigV4's canonical query: the URL sends it exactly so."""
+    return "&".join(f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}" for name, value in sorted(query.items()))
+
+
 def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
 
@@ -68,9 +73,7 @@ class SigV4Signer:
         if credentials.token:
             signed["x-amz-security-token"] = credentials.token
         names = sorted(signed)
-        canonical_query = "&".join(
-            f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}" for name, value in sorted(query.items())
-        )
+        canonical_query = encoded_query(query)
         canonical_headers = "".join(f"{name}:{signed[name]}\n" for name in names)
         signed_names = ";".join(names)
         canonical_request = "\n".join(
