@@ -1,4 +1,4 @@
-"""A lean GET: S3Calls that send a GetObject, HeadObject or ListObjectsV2 as one signed aiohttp request.
+"""A lean GET: S3Calls that send a GetObject, HeadObject or ListObjectsV2 as one signed HTTP request.
 
 Through botocore, every GET of every object runs the same pipeline again:
 parameter checks, endpoint rules, a dozen event hooks, the user-agent string,
@@ -41,16 +41,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import botocore
 from botocore.exceptions import ClientError
 from botocore.httpsession import get_cert_path
 from s3fs.errors import translate_boto_error
-from yarl import URL
 
 from ..stats import CountingBody, TransferCounter
 from .calls import S3Calls
 from .head_answer import HeadAnswerRules
+from .http1 import Http1Client, Http1Response
 from .listing import LISTING_PARAMETERS, listing_query, parsed_listing
 from .sigv4 import FrozenCredentials, SigV4Signer, encoded_query
 
@@ -66,9 +65,8 @@ _LEAN_PARAMETERS = frozenset(
     {"Bucket", "Key", "VersionId", "Range", "IfMatch", "RequestPayer"}
     | {"SSECustomerAlgorithm", "SSECustomerKey", "SSECustomerKeyMD5"}
 )
-_METHODS = {"GET": "get_object", "HEAD": "head_object"}
 _CONNECT_TIMEOUT = 30.0
-"""Seconds to open a connection (aiohttp's default, kept)."""
+"""Seconds to open a connection (aiohttp's default, which botocore's requests keep)."""
 _REGION_ERRORS = frozenset({"PermanentRedirect", "TemporaryRedirect", "AuthorizationHeaderMalformed"})
 
 
@@ -91,23 +89,20 @@ class _Bucket:
 
 
 class LeanBody:
-    """An aiohttp response body as the transport reads one: ``read(n)`` and ``close()``."""
+    """An answer's body as the transport reads one: ``read(n)`` and ``close()``."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: Http1Response) -> None:
         self._response = response
 
     async def read(self, amt: int | None = None) -> bytes:
         if amt is None:
             return await self._response.read()
-        return await self._response.content.read(amt)
+        return await self._response.read_some(amt)
 
     def close(self) -> None:
         # A body read to its end hands its connection back to the pool; one
         # left unread (a part cancelled, a stream closed early) closes it.
-        if self._response.content.at_eof():
-            self._response.release()
-        else:
-            self._response.close()
+        self._response.release()
 
 
 def _ssl_context(client_kwargs: Mapping[str, Any]) -> ssl.SSLContext | bool:
@@ -143,7 +138,7 @@ def _sse_c_headers(request: Mapping[str, Any]) -> dict[str, str]:
 
 
 class HttpClients:
-    """One aiohttp client per event loop that sends through the lean calls.
+    """One HTTP client (``http1.py``) per event loop that sends through the lean calls.
 
     The filesystem's own loop, or the caller's where fsspec is used
     asynchronously (zarr does). Held apart from the calls so that a
@@ -151,45 +146,34 @@ class HttpClients:
     """
 
     def __init__(self, counter: TransferCounter) -> None:
-        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        # A request counts once its headers are on the wire: one cancelled before that
-        # (a part no longer wanted) never reached the server, and is not counted.
-        self._tracing = aiohttp.TraceConfig()
-        self._tracing.on_request_headers_sent.append(self._count)
+        self._clients: dict[asyncio.AbstractEventLoop, Http1Client] = {}
         self._counter = counter
 
-    async def _count(self, session: Any, context: Any, sent: aiohttp.TraceRequestHeadersSentParams) -> None:
-        asked = context.trace_request_ctx
-        self._counter.record_request(asked["method"] if asked else _METHODS.get(sent.method, "other"))
+    def _count(self, verb: str, method: str) -> None:
+        # A request counts once its head is on the wire: one cancelled before that
+        # (a part no longer wanted) never reached the server, and is not counted.
+        self._counter.record_request(method)
 
-    def for_running_loop(self, connector: Callable[[], aiohttp.TCPConnector]) -> aiohttp.ClientSession:
+    def for_running_loop(self, limit: int, ssl_context: Callable[[], ssl.SSLContext | bool]) -> Http1Client:
         loop = asyncio.get_running_loop()
-        session = self._sessions.get(loop)
-        if session is None or session.closed:
-            # no trust_env: it would read the environment's proxies and netrc again for every
-            # request; a bucket behind a proxy goes through botocore instead (_ask_botocore)
-            # no total timeout: each request's wait for its headers and each body's silence are bounded by the
-            # transport (read_timeout); aiohttp's default of 5 minutes would also cut a stream that is only long,
-            # and it times every piece of every body
-            session = self._sessions[loop] = aiohttp.ClientSession(
-                connector=connector(),
-                auto_decompress=False,
-                trace_configs=[self._tracing],
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT),
-            )
-        return session
+        client = self._clients.get(loop)
+        if client is None or client.closed:
+            # No total timeout: each request's wait for its headers and each body's silence are bounded by the
+            # transport (read_timeout); a stream that is only long is never cut.
+            client = self._clients[loop] = Http1Client(limit, ssl_context(), _CONNECT_TIMEOUT, self._count)
+        return client
 
     def forget(self) -> None:
         """In a forked child: the parent's clients and their loops are not this process's."""
-        self._sessions.clear()
+        self._clients.clear()
 
     def close(self) -> None:
         """Close every client on its own loop, where that loop still runs; callable from any thread."""
-        sessions = list(self._sessions.items())
-        self._sessions.clear()
-        for loop, session in sessions:
+        clients = list(self._clients.items())
+        self._clients.clear()
+        for loop, client in clients:
             if not loop.is_closed() and loop.is_running():
-                asyncio.run_coroutine_threadsafe(session.close(), loop)
+                asyncio.run_coroutine_threadsafe(client.close(), loop)
 
 
 class LeanCalls:
@@ -235,10 +219,8 @@ class LeanCalls:
         headers = self._headers(request)
         if bucket.signer is not None:
             headers = bucket.signer.headers(verb, bucket.host, path, query, headers, await self._frozen(bucket))
-        url = URL(bucket.origin + path + (f"?{encoded_query(query)}" if query else ""), encoded=True)
-        response = await self._http().request(
-            verb, url, headers=headers, allow_redirects=False, trace_request_ctx={"method": method}
-        )
+        target = path + (f"?{encoded_query(query)}" if query else "")
+        response = await self._http().request(verb, bucket.origin, target, headers, host=bucket.host, counts_as=method)
         if response.status >= 300:
             error = await self._error(response, operation)
             if error.response["Error"]["Code"] in _REGION_ERRORS or response.status in (301, 307):
@@ -317,12 +299,10 @@ class LeanCalls:
             headers["x-amz-request-payer"] = request["RequestPayer"]
         return headers
 
-    def _http(self) -> aiohttp.ClientSession:
-        return self.http_clients.for_running_loop(
-            lambda: aiohttp.TCPConnector(limit=self._connections, ssl=_ssl_context(self._client_kwargs))
-        )
+    def _http(self) -> Http1Client:
+        return self.http_clients.for_running_loop(self._connections, lambda: _ssl_context(self._client_kwargs))
 
-    def _parsed(self, response: aiohttp.ClientResponse, bucket: _Bucket) -> dict[str, Any]:
+    def _parsed(self, response: Http1Response, bucket: _Bucket) -> dict[str, Any]:
         headers = response.headers
         if response.method == "HEAD":
             response.release()
@@ -341,7 +321,7 @@ class LeanCalls:
         return parsed
 
     @staticmethod
-    async def _listing(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    async def _listing(response: Http1Response) -> dict[str, Any]:
         try:
             listing = parsed_listing(await response.read())
         finally:
@@ -351,7 +331,7 @@ class LeanCalls:
             listing["RequestCharged"] = response.headers["x-amz-request-charged"]
         return listing
 
-    async def _error(self, response: aiohttp.ClientResponse, operation: str) -> ClientError:
+    async def _error(self, response: Http1Response, operation: str) -> ClientError:
         """The ClientError botocore would raise for this answer, so errors are translated as they always are."""
         body = b"" if response.method == "HEAD" else await response.read()
         response.release()
