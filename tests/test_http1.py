@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -22,14 +26,15 @@ Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]
 
 
 class ScriptedServer:
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, ssl_context: ssl.SSLContext | None = None) -> None:
         self._answer = answer
+        self._ssl = ssl_context
         self.requests: list[bytes] = []
         self.connections = 0
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> ScriptedServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ssl)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -336,5 +341,63 @@ def test_reading_pauses_while_much_waits_unread_and_resumes_as_it_is_read(run: C
             assert response._buffered < size
             assert await response.read() == body
             response.release()
+
+    run(scenario())
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key (``cryptography`` comes with moto)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_https_with_the_context_given_or_none_verified(
+    run: Callable[..., object], tmp_path: Path, verify: bool
+) -> None:
+    cert_file, key_file = _self_signed(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert_file, key_file)
+    client_context: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(cert_file)) if verify else False
+
+    async def scenario() -> None:
+        server = ScriptedServer(fixed(OK_10), ssl_context=server_context)
+        async with server:
+            http = Http1Client(4, client_context, 5.0, lambda verb, method: None)
+            origin = server.origin.replace("http://", "https://")
+            for _ in range(2):
+                response = await http.request("GET", origin, "/", {}, host="h", counts_as="get")
+                assert await response.read() == b"0123456789"
+                response.release()
+            assert server.connections == 1
+            # a context that trusts nothing of this server's refuses it
+            strict = Http1Client(4, ssl.create_default_context(), 5.0, lambda verb, method: None)
+            with pytest.raises(aiohttp.ClientConnectionError, match="certificate"):
+                await strict.request("GET", origin, "/", {}, host="h", counts_as="get")
+            await http.close()
 
     run(scenario())
