@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import gc
 import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -399,5 +400,21 @@ def test_https_with_the_context_given_or_none_verified(
             with pytest.raises(aiohttp.ClientConnectionError, match="certificate"):
                 await strict.request("GET", origin, "/", {}, host="h", counts_as="get")
             await http.close()
+
+    run(scenario())
+
+
+def test_failed_exchanges_free_their_place_once(run: Callable[..., object]) -> None:
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        return False  # every request: the connection closes without an answer
+
+    async def scenario() -> None:
+        async with serving(answer, limit=2) as (server, http):
+            for _ in range(5):
+                with pytest.raises(aiohttp.ServerDisconnectedError):
+                    await get(http, server)
+            gc.collect()
+            await asyncio.sleep(0.01)  # what a collected answer would free, freed on the loop
+            assert http._places._value == 2
 
     run(scenario())

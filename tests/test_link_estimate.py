@@ -11,6 +11,7 @@ from fsspec_s3reader.transport.link_estimate import (
     LinkSample,
     fit_to_link,
     is_far,
+    part_fetched_ahead,
     part_for_a_read,
 )
 
@@ -97,6 +98,14 @@ def test_a_read_keeps_the_configured_parts_where_cutting_would_not_pay() -> None
     assert part_for_a_read(near, 2_535_980, largest=8 * MIB, parts_in_flight=8) == 8 * MIB
     # never longer than part_size, however the link looks
     assert part_for_a_read(LINK, 10 * MIB, largest=64 * 1024, parts_in_flight=8) == 64 * 1024
+
+
+def test_a_stream_fetched_ahead_goes_in_long_parts_to_a_near_server_and_in_part_size_to_a_far_one() -> None:
+    near = LinkSample(first_byte_latency=0.003, connection_throughput=105e6, responses=8)
+    assert part_fetched_ahead(near, largest=8 * MIB) == 32 * MIB  # the server's work is per request
+    assert part_fetched_ahead(near, largest=64 * MIB) == 64 * MIB
+    assert part_fetched_ahead(LINK, largest=8 * MIB) == 8 * MIB  # several in flight fill the link
+    assert part_fetched_ahead(LinkSample(None, None, 0), largest=8 * MIB) == 8 * MIB  # not timed yet
 
 
 def test_a_filesystems_estimate_times_the_shorter_bodies_of_reads() -> None:

@@ -60,8 +60,9 @@ rather than adding to it."""
 MERGE_GAP = 8 * 1024
 """Chunks this close share one GET (pyarrow coalesces its own reads with the same hole size)."""
 
-LARGEST_RANGE = 16 * 1024 * 1024
-"""A range fetched ahead grows no longer than this, so several travel at once and memory frees early."""
+LARGEST_RANGE = 32 * 1024 * 1024
+"""A range fetched ahead grows no longer than this (pyarrow's own largest coalesced read), so that several
+travel at once; the transport cuts it into parts as the link needs."""
 
 
 check_prefetch_budget = byte_count_check(0, "0 fetches nothing ahead")

@@ -305,7 +305,11 @@ class _Connection(asyncio.Protocol):
         self._received_any = False
         self._transport.write(head)
         on_written()
-        await self._headers_arrived
+        try:
+            await self._headers_arrived
+        except BaseException:
+            response._connection = None  # never handed out: the request's place is freed by its sender
+            raise
         return response
 
     def _read_head(self, data: bytes) -> bytes:
