@@ -125,6 +125,7 @@ def test_a_request_carries_its_head_and_the_answer_its_body(run: Callable[..., o
             head = server.requests[0].decode()
             assert head.startswith("GET /b/k?x=1 HTTP/1.1\r\nHost: h\r\n")
             assert "range: bytes=0-9\r\n" in head
+            assert "\r\nUser-Agent: fsspec-s3reader/" in head
 
     run(scenario())
 

@@ -32,7 +32,9 @@ import asyncio
 import collections
 import contextlib
 import functools
+import importlib.metadata
 import logging
+import platform
 import ssl
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
@@ -50,6 +52,16 @@ _LOW_WATER = 64 * 1024
 _LONGEST_HEAD = 64 * 1024
 """An answer's status line and headers longer than this are not HTTP from S3: the connection is dropped."""
 _NO_BODY_STATUSES = frozenset({204, 304})
+
+
+@functools.lru_cache(maxsize=1)
+def user_agent() -> str:
+    """Who asks, as servers and their logs see it (botocore names itself likewise)."""
+    try:
+        version = importlib.metadata.version("fsspec_s3reader")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = "unknown"
+    return f"fsspec-s3reader/{version} python/{platform.python_version()}"
 
 
 def _unverified_context() -> ssl.SSLContext:
@@ -416,6 +428,7 @@ class Http1Client:
         self._ssl = ssl_context
         self._connect_timeout = connect_timeout
         self._on_sent = on_sent  # (method, what the request counts as), once its head is written
+        self._user_agent = f"User-Agent: {user_agent()}"
         self._idle: dict[str, list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self.closed = False
@@ -429,7 +442,7 @@ class Http1Client:
         caller reads the body (or not) and calls ``release()``, which frees
         the connection's place whatever happened.
         """
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", self._user_agent]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         on_written = functools.partial(self._on_sent, method, counts_as)
