@@ -419,3 +419,17 @@ def test_failed_exchanges_free_their_place_once(run: Callable[..., object]) -> N
             assert http._places._value == 2
 
     run(scenario())
+
+
+def test_a_connection_idle_too_long_is_closed_rather_than_reused(run: Callable[..., object]) -> None:
+    async def scenario() -> None:
+        async with ScriptedServer(fixed(OK_10)) as server:
+            http = Http1Client(4, False, 5.0, lambda verb, method: None, kept_idle_at_most=0.05)
+            assert await fetch(http, server, 2) == [b"0123456789"] * 2
+            assert server.connections == 1
+            await asyncio.sleep(0.1)
+            assert await fetch(http, server) == [b"0123456789"]
+            assert server.connections == 2
+            await http.close()
+
+    run(scenario())

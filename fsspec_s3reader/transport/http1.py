@@ -11,7 +11,8 @@ CPU through aiohttp, 0.44 ms here). This client keeps only what those
 requests need:
 
 - connections kept alive per origin, at most ``limit`` in use at once
-  (as aiohttp's connector limit), the most recently used taken first;
+  (as aiohttp's connector limit), the most recently used taken first, none
+  reused after ``KEPT_IDLE_AT_MOST`` seconds idle;
 - a body delimited by ``Content-Length`` (every S3 answer but some errors),
   by chunks, or by the connection's end; each piece of the socket's data
   handed on as it is, no copy; reading pauses once ``_HIGH_WATER`` bytes
@@ -52,6 +53,10 @@ _LOW_WATER = 64 * 1024
 _LONGEST_HEAD = 64 * 1024
 """An answer's status line and headers longer than this are not HTTP from S3: the connection is dropped."""
 _NO_BODY_STATUSES = frozenset({204, 304})
+KEPT_IDLE_AT_MOST = 15.0
+"""Seconds a connection waits idle for its next request before it is closed rather than reused (aiohttp's
+default): a server or a NAT on the way may forget it first (S3 closes idle connections after about 20 s), and
+a request sent on a connection forgotten silently would wait for an answer that never comes."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -260,6 +265,7 @@ class _Connection(asyncio.Protocol):
         self._received_any = False
         self._paused = False
         self.closed = False
+        self.idle_since = 0.0
 
     # -- asyncio's callbacks -------------------------------------------------------------------
 
@@ -422,6 +428,8 @@ class Http1Client:
         ssl_context: ssl.SSLContext | bool,
         connect_timeout: float,
         on_sent: Callable[[str, str], None],
+        *,
+        kept_idle_at_most: float = KEPT_IDLE_AT_MOST,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self._places = asyncio.Semaphore(limit)
@@ -429,6 +437,7 @@ class Http1Client:
         self._connect_timeout = connect_timeout
         self._on_sent = on_sent  # (method, what the request counts as), once its head is written
         self._user_agent = f"User-Agent: {user_agent()}"
+        self._kept_idle_at_most = kept_idle_at_most
         self._idle: dict[str, list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self.closed = False
@@ -475,8 +484,12 @@ class Http1Client:
         idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()
-            if not connection.closed:
-                return connection, True
+            if connection.closed:
+                continue
+            if self.loop.time() - connection.idle_since > self._kept_idle_at_most:
+                connection.close()
+                continue
+            return connection, True
         return await self._connect(origin)
 
     async def _connect(self, origin: str) -> tuple[_Connection, bool]:
@@ -509,6 +522,7 @@ class Http1Client:
         """An exchange is over: its place is free, and its connection kept for the next request if it can be."""
         self._places.release()
         if reusable and not self.closed:
+            connection.idle_since = self.loop.time()
             self._idle.setdefault(connection.origin, []).append(connection)
 
     def forget(self, connection: _Connection) -> None:
