@@ -72,7 +72,7 @@ def fixed(raw: bytes, *, keep: bool = True) -> Answer:
 
 
 def client(limit: int = 4) -> Http1Client:
-    return Http1Client(limit, False, 5.0, lambda verb, method: None)
+    return Http1Client(limit, False, 5.0, lambda method: None)
 
 
 async def get(http: Http1Client, server: ScriptedServer, method: str = "GET") -> Http1Response:
@@ -389,7 +389,7 @@ def test_https_with_the_context_given_or_none_verified(
     async def scenario() -> None:
         server = ScriptedServer(fixed(OK_10), ssl_context=server_context)
         async with server:
-            http = Http1Client(4, client_context, 5.0, lambda verb, method: None)
+            http = Http1Client(4, client_context, 5.0, lambda method: None)
             origin = server.origin.replace("http://", "https://")
             for _ in range(2):
                 response = await http.request("GET", origin, "/", {}, host="h", counts_as="get")
@@ -397,7 +397,7 @@ def test_https_with_the_context_given_or_none_verified(
                 response.release()
             assert server.connections == 1
             # a context that trusts nothing of this server's refuses it
-            strict = Http1Client(4, ssl.create_default_context(), 5.0, lambda verb, method: None)
+            strict = Http1Client(4, ssl.create_default_context(), 5.0, lambda method: None)
             with pytest.raises(aiohttp.ClientConnectionError, match="certificate"):
                 await strict.request("GET", origin, "/", {}, host="h", counts_as="get")
             await http.close()
@@ -424,7 +424,7 @@ def test_failed_exchanges_free_their_place_once(run: Callable[..., object]) -> N
 def test_a_connection_idle_too_long_is_closed_rather_than_reused(run: Callable[..., object]) -> None:
     async def scenario() -> None:
         async with ScriptedServer(fixed(OK_10)) as server:
-            http = Http1Client(4, False, 5.0, lambda verb, method: None, kept_idle_at_most=0.05)
+            http = Http1Client(4, False, 5.0, lambda method: None, kept_idle_at_most=0.05)
             assert await fetch(http, server, 2) == [b"0123456789"] * 2
             assert server.connections == 1
             await asyncio.sleep(0.1)

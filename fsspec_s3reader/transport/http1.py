@@ -60,6 +60,15 @@ a request sent on a connection forgotten silently would wait for an answer that 
 
 
 @functools.lru_cache(maxsize=1)
+def _unverified_context() -> ssl.SSLContext:
+    """TLS without checking the server's certificate (``verify=False``): no CA bundle to load, one per process."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@functools.lru_cache(maxsize=1)
 def user_agent() -> str:
     """Who asks, as servers and their logs see it (botocore names itself likewise)."""
     try:
@@ -67,13 +76,6 @@ def user_agent() -> str:
     except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
         version = "unknown"
     return f"fsspec-s3reader/{version} python/{platform.python_version()}"
-
-
-def _unverified_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class Http1Response:
@@ -187,8 +189,13 @@ class Http1Response:
             self._connection.resume()
         return piece
 
-    async def read(self) -> bytes:
-        """The rest of the body, whole."""
+    async def read(self, amt: int | None = None) -> bytes:
+        """At most ``amt`` bytes, as received (``read_some``); without ``amt``, the rest of the body, whole.
+
+        With ``close()``, what the transport reads a body through.
+        """
+        if amt is not None:
+            return await self.read_some(amt)
         pieces = []
         while piece := await self.read_some():
             pieces.append(piece)
@@ -201,6 +208,8 @@ class Http1Response:
             connection.done_with(self, reusable=self.at_eof() and self._keep_alive and self._error is None)
 
     close = release
+    """A body read to its end hands its connection back to the pool; one left unread (a part cancelled, a stream
+    closed early) closes it."""
 
     def __del__(self) -> None:
         if self._connection is not None:  # never released (a caller that raised): free its place in the pool
@@ -427,7 +436,7 @@ class Http1Client:
         limit: int,
         ssl_context: ssl.SSLContext | bool,
         connect_timeout: float,
-        on_sent: Callable[[str, str], None],
+        on_sent: Callable[[str], None],
         *,
         kept_idle_at_most: float = KEPT_IDLE_AT_MOST,
     ) -> None:
@@ -435,7 +444,7 @@ class Http1Client:
         self._places = asyncio.Semaphore(limit)
         self._ssl = ssl_context
         self._connect_timeout = connect_timeout
-        self._on_sent = on_sent  # (method, what the request counts as), once its head is written
+        self._on_sent = on_sent  # (what the request counts as), once its head is written
         self._user_agent = f"User-Agent: {user_agent()}"
         self._kept_idle_at_most = kept_idle_at_most
         self._idle: dict[str, list[_Connection]] = {}
@@ -454,7 +463,7 @@ class Http1Client:
         lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", self._user_agent]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        on_written = functools.partial(self._on_sent, method, counts_as)
+        on_written = functools.partial(self._on_sent, counts_as)
         await self._places.acquire()
         try:
             connection, reused = await self._connection(origin)

@@ -88,23 +88,6 @@ class _Bucket:
         return self.path_prefix.rstrip("/") or "/"
 
 
-class LeanBody:
-    """An answer's body as the transport reads one: ``read(n)`` and ``close()``."""
-
-    def __init__(self, response: Http1Response) -> None:
-        self._response = response
-
-    async def read(self, amt: int | None = None) -> bytes:
-        if amt is None:
-            return await self._response.read()
-        return await self._response.read_some(amt)
-
-    def close(self) -> None:
-        # A body read to its end hands its connection back to the pool; one
-        # left unread (a part cancelled, a stream closed early) closes it.
-        self._response.release()
-
-
 def _ssl_context(client_kwargs: Mapping[str, Any]) -> ssl.SSLContext | bool:
     verify = client_kwargs.get("verify")
     if verify is False or str(client_kwargs.get("endpoint_url") or "").startswith("http://"):
@@ -149,7 +132,7 @@ class HttpClients:
         self._clients: dict[asyncio.AbstractEventLoop, Http1Client] = {}
         self._counter = counter
 
-    def _count(self, verb: str, method: str) -> None:
+    def _count(self, method: str) -> None:
         # A request counts once its head is on the wire: one cancelled before that
         # (a part no longer wanted) never reached the server, and is not counted.
         self._counter.record_request(method)
@@ -312,7 +295,7 @@ class LeanCalls:
             "ContentLength": int(headers.get("Content-Length", 0)),
             "ETag": headers.get("ETag"),
             "ResponseMetadata": {"HTTPStatusCode": response.status},
-            "Body": CountingBody(LeanBody(response), self._counter),
+            "Body": CountingBody(response, self._counter),  # read(n) and close(), as the transport reads a body
         }
         if "Content-Range" in headers:
             parsed["ContentRange"] = headers["Content-Range"]

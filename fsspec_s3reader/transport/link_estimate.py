@@ -167,7 +167,7 @@ def part_fetched_ahead(sample: LinkSample, *, largest: int) -> int:
     loopback: about 1.3 ms of its CPU per GET, whatever its length): parts of
     at least ``NEAR_AHEAD_PART`` (all 20 columns of a parquet file on
     loopback, 41 GETs of up to 8 MiB became 12 of up to 32 MiB: 1.15-1.19x
-    pyarrow's native client's time became 1.02x). Until the link is timed,
+    pyarrow's native client's time became 1.02-1.08x). Until the link is timed,
     ``largest``.
     """
     if sample.first_byte_latency is None or is_far(sample):
