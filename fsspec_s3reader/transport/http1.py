@@ -37,6 +37,7 @@ import importlib.metadata
 import logging
 import platform
 import ssl
+import sys
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
@@ -509,17 +510,17 @@ class Http1Client:
             context = self._ssl if isinstance(self._ssl, ssl.SSLContext) else _unverified_context()
         host = split.hostname or ""
         port = split.port or (443 if secure else 80)
+        connecting = self.loop.create_connection(
+            lambda: _Connection(self, origin), host, port, ssl=context, server_hostname=host if context else None
+        )
         try:
-            _, connection = await asyncio.wait_for(
-                self.loop.create_connection(
-                    lambda: _Connection(self, origin),
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=host if context is not None else None,
-                ),
-                self._connect_timeout,
-            )
+            if sys.version_info >= (3, 11):
+                # not wait_for: before 3.12 it can swallow a cancellation that comes as the connection is made,
+                # and a request cancelled (a part no longer wanted) would then be sent all the same
+                async with asyncio.timeout(self._connect_timeout):
+                    _, connection = await connecting
+            else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
+                _, connection = await asyncio.wait_for(connecting, self._connect_timeout)
         except asyncio.TimeoutError as exc:
             raise aiohttp.ConnectionTimeoutError(f"connecting to {origin} took over {self._connect_timeout} s") from exc
         except OSError as exc:
