@@ -126,3 +126,12 @@ class CountingBody:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._body, name)
+
+
+class CountingBodyInto(CountingBody):
+    """A :class:`CountingBody` over a body that also receives straight into a buffer (``receive_into``)."""
+
+    async def receive_into(self, buffer: memoryview, *, idle_timeout: float | None = None) -> int:
+        count: int = await self._body.receive_into(buffer, idle_timeout=idle_timeout)
+        self._counter.record_bytes(count)
+        return count

@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import gc
 import ipaddress
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -431,5 +432,157 @@ def test_a_connection_idle_too_long_is_closed_rather_than_reused(run: Callable[.
             assert await fetch(http, server) == [b"0123456789"]
             assert server.connections == 2
             await http.close()
+
+    run(scenario())
+
+
+# -- received straight into the caller's buffer ------------------------------------------------
+
+
+def test_a_body_is_received_into_the_buffer_given_and_the_connection_kept(run: Callable[..., object]) -> None:
+    body = os.urandom(3 * 1024 * 1024 + 5)
+
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 206 Partial Content\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:1000])
+        await writer.drain()
+        await asyncio.sleep(0.02)  # the rest after the caller's buffer is in place, in pieces of any size
+        for at in range(1000, len(body), 300_001):
+            writer.write(body[at : at + 300_001])
+            await writer.drain()
+        return True
+
+    async def scenario() -> None:
+        async with serving(answer) as (server, http):
+            for _ in range(2):
+                response = await get(http, server)
+                buffer = memoryview(bytearray(len(body)))
+                assert await response.receive_into(buffer, idle_timeout=5) == len(body)
+                assert buffer == body
+                assert response.at_eof()
+                response.release()
+            assert server.connections == 1
+
+    run(scenario())
+
+
+def test_receiving_into_a_smaller_buffer_leaves_the_rest_for_the_next_call(run: Callable[..., object]) -> None:
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nabc")
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.write(b"defghijkl")
+        return True
+
+    async def scenario() -> None:
+        async with serving(answer) as (server, http):
+            response = await get(http, server)
+            first, rest = bytearray(5), bytearray(100)
+            assert await response.receive_into(memoryview(first)) == 5
+            assert await response.receive_into(memoryview(rest)) == 7
+            assert (first, rest[:7]) == (b"abcde", b"fghijkl")
+            assert await response.receive_into(memoryview(rest)) == 0
+            response.release()
+            assert await fetch(http, server) == [b"abcdefghijkl"]
+            assert server.connections == 1
+
+    run(scenario())
+
+
+def test_a_body_cut_short_hands_over_what_arrived_then_fails(run: Callable[..., object]) -> None:
+    async def scenario() -> None:
+        raw = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"
+        async with serving(fixed(raw, keep=False)) as (server, http):
+            response = await get(http, server)
+            buffer = memoryview(bytearray(100))
+            assert await response.receive_into(buffer) == 9  # the caller knows where to resume
+            assert buffer[:9] == b"only this"
+            with pytest.raises(aiohttp.ClientPayloadError, match="closed before the whole answer"):
+                await response.receive_into(buffer[9:])
+            response.release()
+
+    run(scenario())
+
+
+def test_a_body_times_out_when_silent_for_the_idle_timeout_not_when_long(run: Callable[..., object]) -> None:
+    async def trickle(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n")
+        for byte in b"abcdefgh":  # 0.4 s in all, never 0.15 s silent
+            await asyncio.sleep(0.05)
+            writer.write(bytes([byte]))
+            await writer.drain()
+        return True
+
+    async def falls_silent(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nabc")
+        await writer.drain()
+        await asyncio.sleep(1)
+        return False
+
+    async def scenario() -> None:
+        async with serving(trickle) as (server, http):
+            response = await get(http, server)
+            buffer = memoryview(bytearray(8))
+            assert await response.receive_into(buffer, idle_timeout=0.15) == 8
+            assert buffer == b"abcdefgh"
+            response.release()
+        async with serving(falls_silent) as (server, http):
+            response = await get(http, server)
+            assert await response.receive_into(buffer, idle_timeout=0.15) == 3
+            with pytest.raises(TimeoutError, match=r"0\.15 s"):  # not the server's close, a second later
+                await response.receive_into(buffer[3:], idle_timeout=0.15)
+            response.release()
+
+    run(scenario())
+
+
+def test_a_chunked_body_is_received_into_a_buffer_unframed(run: Callable[..., object]) -> None:
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n<Err\r\n6\r\nor/>ok\r\n0\r\n\r\n"
+
+    async def scenario() -> None:
+        async with serving(fixed(raw)) as (server, http):
+            response = await get(http, server)
+            buffer = memoryview(bytearray(20))
+            assert await response.receive_into(buffer) == 10
+            assert buffer[:10] == b"<Error/>ok"
+            response.release()
+
+    run(scenario())
+
+
+def test_a_body_is_received_into_a_buffer_through_tls(run: Callable[..., object], tmp_path: Path) -> None:
+    cert_file, key_file = _self_signed(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert_file, key_file)
+    body = os.urandom(2 * 1024 * 1024 + 3)
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    async def scenario() -> None:
+        async with ScriptedServer(fixed(raw), ssl_context=server_context) as server:
+            http = Http1Client(4, False, 5.0, lambda method: None)
+            origin = server.origin.replace("http://", "https://")
+            for _ in range(2):
+                response = await http.request("GET", origin, "/", {}, host="h", counts_as="get")
+                buffer = memoryview(bytearray(len(body)))
+                assert await response.receive_into(buffer, idle_timeout=5) == len(body)
+                assert buffer == body
+                response.release()
+            assert server.connections == 1
+            await http.close()
+
+    run(scenario())
+
+
+def test_a_chunked_body_cut_short_hands_over_what_arrived_then_fails(run: Callable[..., object]) -> None:
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n<Err\r\n6\r\nor"
+
+    async def scenario() -> None:
+        async with serving(fixed(raw, keep=False)) as (server, http):
+            response = await get(http, server)
+            buffer = memoryview(bytearray(20))
+            assert await response.receive_into(buffer, idle_timeout=5) == 6
+            assert buffer[:6] == b"<Error"
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.receive_into(buffer[6:], idle_timeout=5)
+            response.release()
 
     run(scenario())

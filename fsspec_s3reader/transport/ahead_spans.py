@@ -45,7 +45,7 @@ class AheadPart:
     span: AheadSpan
     start: int
     end: int
-    received: concurrent.futures.Future[list[bytes]] | None = field(default_factory=concurrent.futures.Future)
+    received: concurrent.futures.Future[list[Chunk]] | None = field(default_factory=concurrent.futures.Future)
     """The part's chunks once they arrive; None once released, so that nothing keeps them alive."""
     task: asyncio.Task[None] | None = None
 
@@ -126,7 +126,7 @@ class AheadStream(Iterator[Chunk]):
         self._span = span
         self._next_part = 0
         self._position = span.start
-        self._ready: deque[bytes] = deque()
+        self._ready: deque[Chunk] = deque()
 
     def __next__(self) -> Chunk:
         while not self._ready:

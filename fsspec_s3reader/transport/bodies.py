@@ -1,7 +1,8 @@
-"""Reading a response: its ``Content-Range``, and its body as the pieces the HTTP client received.
+"""Reading a response: its ``Content-Range``, and its body, received into one buffer or as the client's pieces.
 
 Shared by every request of the transport, whatever sent it (botocore or the
-lean path): a body is anything with ``async read(n)`` and ``close()``.
+lean path): a body is anything with ``async read(n)`` and ``close()``; the
+lean path's also receives straight into a buffer (``receive_into``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..protocol import Chunk
 from ..retry import BodyEndedEarlyError
+from .receive_buffers import RECEIVE_BUFFERS
 
 
 def parse_content_range(content_range: str | None) -> tuple[int, int, int | None] | None:
@@ -25,16 +28,22 @@ def parse_content_range(content_range: str | None) -> tuple[int, int, int | None
     return int(first), int(last) + 1, int(total) if total.isdigit() else None
 
 
-async def read_body_into(chunks: list[bytes], body: Any, length: int, timeout: float | None) -> None:
-    """Append a response body's ``length`` bytes to ``chunks`` as the pieces the HTTP client received.
+async def read_body_into(chunks: list[Chunk], body: Any, length: int, timeout: float | None) -> None:
+    """Append a response body's ``length`` bytes to ``chunks``: one buffer, or the pieces the HTTP client received.
 
-    ``read(n)`` hands back what the connection has buffered, up to ``n``
+    A body that can ``receive_into`` a buffer fills one of ``length`` bytes,
+    the socket writing into it directly; it lands in ``chunks`` as a
+    read-only view, also when the connection broke after some bytes, so the
+    caller knows where to resume. Any other body's ``read(n)`` hands back what the connection has buffered, up to ``n``
     bytes, as the client's own ``bytes`` objects; reading the whole body at
     once would copy every piece into a new buffer of the part's size. Each
     piece lands in ``chunks`` as soon as it arrives, so that when the
     connection breaks the caller knows exactly where to resume.
     """
-    if timeout is None:
+    receive_into = getattr(body, "receive_into", None)
+    if receive_into is not None:
+        await _receive_whole(chunks, receive_into, length, timeout)
+    elif timeout is None:
         await _read_pieces(chunks, body.read, length, lambda: None)
     elif sys.version_info >= (3, 11):
         # One deadline for the whole body, pushed back as bytes arrive. Moving
@@ -64,8 +73,24 @@ async def read_body_into(chunks: list[bytes], body: Any, length: int, timeout: f
         await _read_pieces(chunks, read_within_timeout, length, lambda: None)
 
 
+async def _receive_whole(
+    chunks: list[Chunk], receive_into: Callable[..., Awaitable[int]], length: int, timeout: float | None
+) -> None:
+    buffer = RECEIVE_BUFFERS.take(length)
+    filled = 0
+    try:
+        while filled < length:
+            count = await receive_into(buffer[filled:], idle_timeout=timeout)
+            if not count:
+                raise BodyEndedEarlyError(f"the response body ended {length - filled} bytes short of its {length}")
+            filled += count
+    finally:
+        if filled:
+            chunks.append(buffer[:filled].toreadonly() if filled < length else buffer.toreadonly())
+
+
 async def _read_pieces(
-    chunks: list[bytes], read: Callable[[int], Awaitable[bytes]], length: int, progress: Callable[[], None]
+    chunks: list[Chunk], read: Callable[[int], Awaitable[bytes]], length: int, progress: Callable[[], None]
 ) -> None:
     remaining = length
     while remaining > 0:

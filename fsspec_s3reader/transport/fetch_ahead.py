@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from ..protocol import Chunk
 from .ahead_spans import AheadObject, AheadPart, AheadSpan, AheadStream, PlannedSpan
 from .link_estimate import PartPlan
 from .object_transport import S3ObjectTransport
@@ -186,7 +187,7 @@ class FetchAhead:
             self._finished(part, chunks)
         self._schedule()
 
-    def _finished(self, part: AheadPart, outcome: list[bytes] | BaseException | None) -> None:
+    def _finished(self, part: AheadPart, outcome: list[Chunk] | BaseException | None) -> None:
         """A GET is over: count it out and hand its chunks (or its error) to the reader, unless released."""
         with self.lock:
             source = part.span.source

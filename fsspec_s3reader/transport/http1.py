@@ -14,9 +14,11 @@ requests need:
   (as aiohttp's connector limit), the most recently used taken first, none
   reused after ``KEPT_IDLE_AT_MOST`` seconds idle;
 - a body delimited by ``Content-Length`` (every S3 answer but some errors),
-  by chunks, or by the connection's end; each piece of the socket's data
-  handed on as it is, no copy; reading pauses once ``_HIGH_WATER`` bytes
-  wait unread;
+  by chunks, or by the connection's end; read either as the pieces the
+  socket delivered (``read``), reading paused once ``_HIGH_WATER`` bytes
+  wait unread, or received straight into the caller's buffer
+  (``receive_into``): the socket writes a GET's bytes where they will stay,
+  as much as it holds per call, with no piece objects and no copy;
 - an idempotent request whose kept-alive connection the server closed
   before any answer is sent again once on a new connection (RFC 9112,
   9.3.1), as every client does: the server closed it while idle;
@@ -51,6 +53,8 @@ _HIGH_WATER = 256 * 1024
 the transport's budgets count is what it took, so what waits here stays small (a DCP load without staging peaked
 at about 285-317 MiB beyond the state dict with 1 MiB here, 273-278 MiB with 256 KiB, as fast)."""
 _LOW_WATER = 64 * 1024
+_SCRATCH = 64 * 1024
+"""Bytes received per call where no caller's buffer waits (an answer's head, a listing, an error): small bodies."""
 _LONGEST_HEAD = 64 * 1024
 """An answer's status line and headers longer than this are not HTTP from S3: the connection is dropped."""
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -96,6 +100,12 @@ class Http1Response:
         self._keep_alive = True
         self._remaining: int | None = None  # bytes of the body still to come, when its length is known
         self._chunked: _Chunks | None = None
+        # receive_into: where the socket writes the body now, how much it wrote there, when it last did
+        self._destination: memoryview | None = None
+        self._destination_filled = 0
+        self._received_at = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._loop = connection.loop
 
     # -- fed by the connection ---------------------------------------------------------------
 
@@ -151,6 +161,17 @@ class Http1Response:
         if self._connection is not None:
             self._connection.answered()
 
+    def _received_into(self, count: int) -> None:
+        """The socket wrote ``count`` more bytes into the destination ``receive_into`` gave it."""
+        assert self._destination is not None and self._remaining is not None
+        self._destination_filled += count
+        self._remaining -= count
+        self._received_at = self._loop.time()
+        if self._remaining == 0:
+            self._finish()  # wakes the reader
+        elif self._destination_filled == len(self._destination):
+            self._wake()
+
     def _end_of_stream(self, exc: BaseException | None) -> None:
         """The connection closed: the end of a body delimited by it, or a body cut short."""
         if self._complete:
@@ -201,6 +222,83 @@ class Http1Response:
         while piece := await self.read_some():
             pieces.append(piece)
         return b"".join(pieces)
+
+    async def receive_into(self, buffer: memoryview, *, idle_timeout: float | None = None) -> int:
+        """Fill ``buffer`` with the body's next bytes; return how many, fewer only at the body's end or a failure.
+
+        The socket writes straight into ``buffer``, as much as it holds per
+        call, and the caller wakes once: when ``buffer`` is full, the body
+        over, or the connection broken. Bytes that came before (with the
+        answer's head) are copied in first. A failure after some bytes
+        returns them, and the next call raises it, so the caller knows where
+        to resume. ``idle_timeout``: raise ``TimeoutError`` once that many
+        seconds pass without a byte (not a bound on the whole body).
+        """
+        filled = self._take_pieces_into(buffer)
+        if filled == len(buffer) or self.at_eof():
+            return filled
+        if self._error is not None:
+            if filled:
+                return filled
+            raise self._error
+        if self._remaining is None:  # chunks, or a body that ends with the connection: piece by piece
+            while filled < len(buffer):
+                try:
+                    piece = await asyncio.wait_for(self.read_some(len(buffer) - filled), idle_timeout)
+                except (TimeoutError, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                    if not filled:
+                        raise
+                    self._error = self._error or exc  # raised by the next call: first, the bytes that came
+                    break
+                if not piece:
+                    break
+                buffer[filled : filled + len(piece)] = piece
+                filled += len(piece)
+            return filled
+        destination = self._destination = buffer[filled : filled + min(len(buffer) - filled, self._remaining)]
+        self._destination_filled = 0
+        self._received_at = self._loop.time()
+        if idle_timeout is not None:
+            self._watchdog = self._loop.call_at(self._received_at + idle_timeout, self._watch, idle_timeout)
+        if self._connection is not None:
+            self._connection.resume()
+        try:
+            while self._destination_filled < len(destination) and not self._complete and self._error is None:
+                self._waiter = self._loop.create_future()
+                await self._waiter
+        finally:
+            filled += self._destination_filled
+            self._destination = None
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
+        if filled == 0 and self._error is not None:
+            raise self._error
+        return filled
+
+    def _take_pieces_into(self, buffer: memoryview) -> int:
+        """Copy the pieces already received (and not read) into ``buffer``; how many bytes that was."""
+        filled = 0
+        while self._pieces and filled < len(buffer):
+            piece = self._pieces.popleft()
+            taken = min(len(piece), len(buffer) - filled)
+            buffer[filled : filled + taken] = piece[:taken] if taken < len(piece) else piece
+            if taken < len(piece):
+                self._pieces.appendleft(piece[taken:])
+            filled += taken
+            self._buffered -= taken
+        return filled
+
+    def _watch(self, idle_timeout: float) -> None:
+        """``receive_into``'s idle timer: fail the wait once the socket has been silent ``idle_timeout`` seconds."""
+        if self._destination is None:
+            return
+        silent_until = self._received_at + idle_timeout
+        if self._loop.time() < silent_until:
+            self._watchdog = self._loop.call_at(silent_until, self._watch, idle_timeout)
+            return
+        self._error = TimeoutError(f"no byte of the answer arrived for {idle_timeout} s")
+        self._wake()
 
     def release(self) -> None:
         """Done with this answer: its connection goes back to the pool if the body was read to its end, else closes."""
@@ -262,12 +360,21 @@ class _Chunks:
         return pieces, b"", False
 
 
-class _Connection(asyncio.Protocol):
-    """One kept-alive connection to an origin: it carries one request and its answer at a time."""
+class _Connection(asyncio.BufferedProtocol):
+    """One kept-alive connection to an origin: it carries one request and its answer at a time.
+
+    A buffered protocol: asyncio asks it where to put the next bytes
+    (``get_buffer``) before each receive. While ``receive_into`` waits, that
+    is the caller's buffer; otherwise a small scratch buffer, whose bytes
+    become the pieces that ``read`` hands out.
+    """
 
     def __init__(self, pool: Http1Client, origin: str) -> None:
         self._pool = pool
+        self.loop = pool.loop
         self.origin = origin
+        self._scratch = memoryview(bytearray(_SCRATCH))
+        self._filling: Http1Response | None = None  # the answer whose destination the last get_buffer gave
         self._transport: asyncio.Transport | None = None
         self._head = b""
         self._response: Http1Response | None = None
@@ -282,6 +389,27 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        response = self._response
+        if (
+            response is not None
+            and response._destination is not None
+            and response._destination_filled < len(response._destination)
+            and self._headers_arrived is None
+        ):
+            self._filling = response
+            return response._destination[response._destination_filled :]
+        self._filling = None
+        return self._scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        filling = self._filling
+        if filling is not None:
+            self._received_any = True
+            filling._received_into(nbytes)
+        else:
+            self.data_received(bytes(self._scratch[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         self._received_any = True

@@ -46,7 +46,7 @@ from botocore.exceptions import ClientError
 from botocore.httpsession import get_cert_path
 from s3fs.errors import translate_boto_error
 
-from ..stats import CountingBody, TransferCounter
+from ..stats import CountingBodyInto, TransferCounter
 from .calls import S3Calls
 from .head_answer import HeadAnswerRules
 from .http1 import Http1Client, Http1Response
@@ -295,7 +295,7 @@ class LeanCalls:
             "ContentLength": int(headers.get("Content-Length", 0)),
             "ETag": headers.get("ETag"),
             "ResponseMetadata": {"HTTPStatusCode": response.status},
-            "Body": CountingBody(response, self._counter),  # read(n) and close(), as the transport reads a body
+            "Body": CountingBodyInto(response, self._counter),  # receive_into, read(n), close()
         }
         if "Content-Range" in headers:
             parsed["ContentRange"] = headers["Content-Range"]

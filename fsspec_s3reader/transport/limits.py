@@ -284,6 +284,11 @@ class _ReleasingBody:
         data: bytes = await self._body.read(amt)
         return data
 
+    def __getattr__(self, name: str) -> Any:  # what else the body can do (``receive_into``), as it does it
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._body, name)
+
     def close(self) -> None:
         try:
             self._body.close()

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 
 from ..errors import IncompleteObjectError, ObjectChangedError, ReadRetriesExhaustedError, describe_span
-from ..protocol import ObjectInfo
+from ..protocol import Chunk, ObjectInfo
 from ..retry import RetryPolicy, configuration_error, is_transient
 from .bodies import parse_content_range, read_body_into
 from .calls import S3Calls
@@ -219,13 +219,13 @@ class ObjectRequests:
         assert self.info is not None
         return self.info.size
 
-    async def get_part(self, start: int, end: int, *, up_to_object_end: bool = False) -> list[bytes]:
+    async def get_part(self, start: int, end: int, *, up_to_object_end: bool = False) -> list[Chunk]:
         """The bytes ``[start, end)`` as received; a retry asks only for the bytes not yet received.
 
         ``up_to_object_end``: the object may end before ``end`` (its size is not
         known yet); then the bytes up to its end are the part.
         """
-        chunks: list[bytes] = []
+        chunks: list[Chunk] = []
 
         def part_end() -> int:
             return min(end, self.info.size) if up_to_object_end and self.info else end
@@ -233,7 +233,7 @@ class ObjectRequests:
         def unread() -> tuple[int, int]:
             return start + sum(len(chunk) for chunk in chunks), part_end()
 
-        async def get_rest(attempt: int) -> list[bytes]:
+        async def get_rest(attempt: int) -> list[Chunk]:
             rest, stop = unread()
             if rest < stop:  # a try that failed after its last byte leaves nothing to ask for
                 await self._get_into(chunks, rest, stop, attempt, up_to_object_end=up_to_object_end)
@@ -241,14 +241,14 @@ class ObjectRequests:
 
         return await self._with_retries(get_rest, unread)
 
-    async def get_tail(self, length: int) -> tuple[int, list[bytes]]:
+    async def get_tail(self, length: int) -> tuple[int, list[Chunk]]:
         """The object's last ``length`` bytes (all of it, when it is shorter), and the offset they start at.
 
         One suffix GET (``Range: bytes=-length``) that also tells the size:
         what a reader of a file read from its end (a parquet footer) asks first.
         A try that broke off is resumed like any part, from the offset learned.
         """
-        chunks: list[bytes] = []
+        chunks: list[Chunk] = []
         located: list[int] = []  # the tail's first offset, once a response has said it
 
         def unread() -> tuple[int, int]:
@@ -256,7 +256,7 @@ class ObjectRequests:
                 return -length, 0
             return located[0] + sum(len(chunk) for chunk in chunks), self.info.size
 
-        async def get_rest(attempt: int) -> tuple[int, list[bytes]]:
+        async def get_rest(attempt: int) -> tuple[int, list[Chunk]]:
             if not located:
                 try:
                     await self._get_suffix_into(chunks, located, length, attempt)
@@ -273,7 +273,7 @@ class ObjectRequests:
 
         return await self._with_retries(get_rest, unread)
 
-    async def _get_suffix_into(self, chunks: list[bytes], located: list[int], length: int, attempt: int) -> None:
+    async def _get_suffix_into(self, chunks: list[Chunk], located: list[int], length: int, attempt: int) -> None:
         what = f"the last {length} bytes"
 
         def accept(response: dict[str, Any]) -> tuple[int, int]:
@@ -298,7 +298,7 @@ class ObjectRequests:
         await self._get(chunks, f"bytes=-{length}", what, attempt, accept)
 
     async def _get_into(
-        self, chunks: list[bytes], start: int, end: int, attempt: int, *, up_to_object_end: bool = False
+        self, chunks: list[Chunk], start: int, end: int, attempt: int, *, up_to_object_end: bool = False
     ) -> None:
         """One ranged GET of ``[start, end)``, its body appended to ``chunks`` as it arrives."""
         what = f"bytes [{start}, {end})"
@@ -310,7 +310,7 @@ class ObjectRequests:
 
     async def _get(
         self,
-        chunks: list[bytes],
+        chunks: list[Chunk],
         byte_range: str,
         what: str,
         attempt: int,

@@ -272,7 +272,7 @@ class S3ObjectTransport:
             return
         self._first_bytes = ChunkRun(0, chunks)
 
-    def _tell_tail(self, start: int, chunks: list[bytes]) -> None:
+    def _tell_tail(self, start: int, chunks: list[Chunk]) -> None:
         """Hand the object's last bytes, as received, to ``on_tail`` with the version they came from."""
         info = self._requests.answered_info()
         if self._on_tail is None or info is None:
@@ -281,7 +281,7 @@ class S3ObjectTransport:
         if start + len(data) == info.size:
             self._on_tail(ObjectTail(info, start, data))
 
-    def _submit_part(self, start: int, end: int) -> concurrent.futures.Future[list[bytes]]:
+    def _submit_part(self, start: int, end: int) -> concurrent.futures.Future[list[Chunk]]:
         return self._submit(self._requests.get_part(start, end))
 
     def _submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
@@ -330,30 +330,30 @@ class S3ObjectTransport:
             return self._settings.max_parts_in_flight
         return 1
 
-    def _wait_for_pin(self, first_part: concurrent.futures.Future[list[bytes]]) -> None:
+    def _wait_for_pin(self, first_part: concurrent.futures.Future[list[Chunk]]) -> None:
         self._start_over_after_fork()
         first_part.add_done_callback(lambda _: self._requests.notify_pin_waiters())
         self._requests.wait_for_pin(first_part.done)
 
 
-class _PartStream(Iterator[bytes]):
+class _PartStream(Iterator[Chunk]):
     """The parts of one range, fetched concurrently within a window and handed out in order."""
 
     def __init__(self, transport: S3ObjectTransport, parts: list[tuple[int, int]]) -> None:
         self._transport = transport
         self._parts = parts
         self._next_part = 0
-        self._in_flight: deque[concurrent.futures.Future[list[bytes]]] = deque()
-        self._ready: deque[bytes] = deque()  # the chunks of the part being handed out
+        self._in_flight: deque[concurrent.futures.Future[list[Chunk]]] = deque()
+        self._ready: deque[Chunk] = deque()  # the chunks of the part being handed out
         self._pid = os.getpid()  # whose event loop the futures in flight belong to
         self._fill_window()
 
-    def __next__(self) -> bytes:
+    def __next__(self) -> Chunk:
         if not self._ready:
             self._ready.extend(self._next_part_chunks())
         return self._ready.popleft()
 
-    def _next_part_chunks(self) -> list[bytes]:
+    def _next_part_chunks(self) -> list[Chunk]:
         self._ask_again_after_fork()
         if not self._in_flight:
             raise StopIteration
@@ -410,16 +410,16 @@ class _PartStream(Iterator[bytes]):
         self.close()
 
 
-class _ToldAtEnd(Iterator[bytes]):
+class _ToldAtEnd(Iterator[Chunk]):
     """A stream of ``length`` bytes whose chunks, once the last has been handed out, are told to ``at_end``."""
 
-    def __init__(self, stream: _PartStream, length: int, at_end: Callable[[list[bytes]], None]) -> None:
+    def __init__(self, stream: _PartStream, length: int, at_end: Callable[[list[Chunk]], None]) -> None:
         self._stream = stream
         self._unseen = length
-        self._at_end: Callable[[list[bytes]], None] | None = at_end
-        self._seen: list[bytes] = []
+        self._at_end: Callable[[list[Chunk]], None] | None = at_end
+        self._seen: list[Chunk] = []
 
-    def __next__(self) -> bytes:
+    def __next__(self) -> Chunk:
         chunk = next(self._stream)
         if self._at_end is not None:
             self._seen.append(chunk)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ..errors import IncompleteObjectError
+from ..protocol import Chunk
 from .object_requests import ObjectRequests
 from .object_transport import split_into_parts
 
@@ -42,7 +43,7 @@ async def run_bounded(coroutines: list[Coroutine[Any, Any, _T]], at_once: int) -
             task.cancel()
 
 
-async def _first_part(requests: ObjectRequests, start: int, end: int) -> list[bytes] | None:
+async def _first_part(requests: ObjectRequests, start: int, end: int) -> list[Chunk] | None:
     """The first part, which learns the size; None when ``start`` lies at or past the object's end."""
     try:
         return await requests.get_part(start, end, up_to_object_end=True)
@@ -52,7 +53,7 @@ async def _first_part(requests: ObjectRequests, start: int, end: int) -> list[by
 
 async def read_range(
     requests: ObjectRequests, start: int | None, end: int | None, *, part_size: int, parts_in_flight: int
-) -> list[bytes]:
+) -> list[Chunk]:
     """The object's bytes ``[start, end)`` as fsspec's ``cat_file`` reads them, as received.
 
     ``None`` is the start or the end of the object; a negative offset counts
@@ -99,7 +100,7 @@ async def download(
         size = requests.info.size if requests.info is not None else 0
         set_size(size)
 
-        def write(at: int, received: list[bytes]) -> None:
+        def write(at: int, received: list[Chunk]) -> None:
             for chunk in received:
                 os.pwrite(out.fileno(), chunk, at)
                 at += len(chunk)

@@ -1,0 +1,177 @@
+"""The buffers that GET bodies are received into, used again once nothing refers to them any more.
+
+A body lands in one buffer of its length (``bodies.read_body_into``). A new
+buffer is memory the kernel has not handed to the process yet: each of its
+4 KiB pages faults when first written, which here costs about 0.4 ms per MB,
+as much CPU as receiving the bytes (a parquet read of 25 MB faulted 6,400
+times, pyarrow's native client about 20: its allocator keeps the pages it
+freed and writes the next read into them). So buffers of at least
+``SMALLEST`` bytes come from here: a buffer whose last view was dropped
+(the reader consumed the part, pyarrow freed the column chunk) is handed out
+again for a body of about its size, its pages already in place.
+
+The pool keeps at most ``KEEP_IDLE_AT_MOST`` bytes of unused buffers, and
+none unused for over ``IDLE_FOR_AT_MOST`` seconds: after a load the memory
+goes back within about a second, as an allocator's decay would return it.
+
+Whether a buffer is still in use is its reference count: every view of a
+``bytearray`` (``memoryview``, its slices, a numpy or pyarrow buffer made
+from one) keeps the ``bytearray`` referenced, so a count back to the pool's
+own means no view is left. That is CPython's; elsewhere every body gets a
+new buffer, as it would without the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+SMALLEST = 256 * 1024
+"""Bodies shorter than this get a buffer of their own: malloc serves them from its heap, whose pages stay."""
+GRAIN_SHARE = 8
+"""A new buffer is rounded up to a whole number of grains, a grain being a power of two at most an eighth of
+the body: it can then serve a body of a slightly different length later, and wastes less than an eighth."""
+KEEP_IDLE_AT_MOST = 256 * 1024 * 1024
+"""Bytes of unused buffers kept for the next bodies (as much as one file's fetch-ahead budget holds by default)."""
+IDLE_FOR_AT_MOST = 1.0
+"""Seconds a buffer stays unused before it is dropped."""
+
+_COUNTS_REFERENCES = platform.python_implementation() == "CPython"
+
+
+class _Kept:
+    """A buffer of the pool, and since when it has been unused (None while a view of it lives)."""
+
+    __slots__ = ("buffer", "idle_since")
+
+    def __init__(self, buffer: bytearray) -> None:
+        self.buffer = buffer
+        self.idle_since: float | None = None
+
+    def in_use(self) -> bool:
+        return sys.getrefcount(self.buffer) > _FREE_REFERENCES
+
+
+def _free_references() -> int:
+    """The count a buffer shows when only its ``_Kept`` holds it, measured as ``in_use`` measures it."""
+    probe = _Kept(bytearray(1))
+    return sys.getrefcount(probe.buffer)
+
+
+_FREE_REFERENCES = _free_references()
+
+
+def _grain(length: int) -> int:
+    """The largest power of two that is at most an eighth of ``length`` (``GRAIN_SHARE``)."""
+    return 1 << max(0, length.bit_length() - GRAIN_SHARE.bit_length())
+
+
+class ReceiveBuffers:
+    """Buffers for received bodies, handed out again once unused; thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        keep_idle_at_most: int = KEEP_IDLE_AT_MOST,
+        idle_for_at_most: float = IDLE_FOR_AT_MOST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._keep_idle_at_most = keep_idle_at_most
+        self._idle_for_at_most = idle_for_at_most
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kept: list[_Kept] = []
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
+        self.reused = 0  # bodies received into a buffer handed out before (for tests and benchmarks)
+
+    def take(self, length: int) -> memoryview:
+        """A writable view of ``length`` bytes (their content undefined) for a body to be received into."""
+        if length < SMALLEST or not _COUNTS_REFERENCES:
+            return memoryview(bytearray(length))
+        with self._lock:
+            self._notice_unused(self._clock())
+            kept = self._fitting(length)
+            if kept is None:
+                grain = _grain(length)
+                kept = _Kept(bytearray(-(-length // grain) * grain))
+                self._kept.append(kept)
+            else:
+                kept.idle_since = None
+                self.reused += 1
+            view = memoryview(kept.buffer)[:length]
+        self._sweep_later()
+        return view
+
+    def kept_idle(self) -> int:
+        """Bytes of buffers unused now, kept for the next bodies."""
+        with self._lock:
+            self._notice_unused(self._clock())
+            return sum(len(kept.buffer) for kept in self._kept if kept.idle_since is not None)
+
+    def kept(self) -> int:
+        """Bytes of every buffer the pool holds, in use or not."""
+        with self._lock:
+            return sum(len(kept.buffer) for kept in self._kept)
+
+    def _fitting(self, length: int) -> _Kept | None:
+        """The smallest unused buffer that holds ``length`` bytes and wastes at most about a quarter of them."""
+        most = length + length // GRAIN_SHARE + _grain(length)
+        fitting = [kept for kept in self._kept if kept.idle_since is not None and length <= len(kept.buffer) <= most]
+        return min(fitting, key=lambda kept: len(kept.buffer), default=None)
+
+    def _notice_unused(self, now: float) -> None:
+        """Mark the buffers no view refers to any more; drop those unused too long, then the oldest beyond the cap."""
+        for kept in self._kept:
+            if kept.idle_since is None and not kept.in_use():
+                kept.idle_since = now
+        idle = sorted(
+            (kept for kept in self._kept if kept.idle_since is not None),
+            key=lambda kept: kept.idle_since or now,
+            reverse=True,
+        )
+        dropped: set[int] = set()
+        idle_bytes = 0
+        for kept in idle:  # the most recently used first
+            assert kept.idle_since is not None
+            idle_bytes += len(kept.buffer)
+            if now - kept.idle_since > self._idle_for_at_most or idle_bytes > self._keep_idle_at_most:
+                dropped.add(id(kept))
+        if dropped:
+            self._kept = [kept for kept in self._kept if id(kept) not in dropped]
+
+    def _sweep_later(self) -> None:
+        """Look again once buffers may have sat unused too long, on the running loop (the transport's)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        with self._lock:
+            if self._sweep_loop is not None and not self._sweep_loop.is_closed():
+                return
+            self._sweep_loop = loop
+        loop.call_later(self._idle_for_at_most, self._sweep)
+
+    def _sweep(self) -> None:
+        with self._lock:
+            self._notice_unused(self._clock())
+            loop = self._sweep_loop
+            if not self._kept or loop is None or loop.is_closed():
+                self._sweep_loop = None
+                return
+        loop.call_later(self._idle_for_at_most, self._sweep)
+
+    def start_over_after_fork(self) -> None:
+        """In a forked child: the parent's lock may have been held at the fork, and its loop is not this one."""
+        self._lock = threading.Lock()
+        self._sweep_loop = None
+
+
+RECEIVE_BUFFERS = ReceiveBuffers()
+"""The process's buffers for received bodies."""
+
+os.register_at_fork(after_in_child=RECEIVE_BUFFERS.start_over_after_fork)
