@@ -13,6 +13,9 @@ again for a body of about its size, its pages already in place.
 The pool keeps at most ``KEEP_IDLE_AT_MOST`` bytes of unused buffers, and
 none unused for over ``IDLE_FOR_AT_MOST`` seconds: after a load the memory
 goes back within about a second, as an allocator's decay would return it.
+A body no unused buffer fits gets a new one in place of unused ones (as many
+bytes of them are dropped), so the pool holds little more than the most
+that was in use at once.
 
 Whether a buffer is still in use is its reference count: every view of a
 ``bytearray`` (``memoryview``, its slices, a numpy or pyarrow buffer made
@@ -98,7 +101,9 @@ class ReceiveBuffers:
             kept = self._fitting(length)
             if kept is None:
                 grain = _grain(length)
-                kept = _Kept(bytearray(-(-length // grain) * grain))
+                capacity = -(-length // grain) * grain
+                self._make_room(capacity)
+                kept = _Kept(bytearray(capacity))
                 self._kept.append(kept)
             else:
                 kept.idle_since = None
@@ -141,6 +146,24 @@ class ReceiveBuffers:
             idle_bytes += len(kept.buffer)
             if now - kept.idle_since > self._idle_for_at_most or idle_bytes > self._keep_idle_at_most:
                 dropped.add(id(kept))
+        if dropped:
+            self._kept = [kept for kept in self._kept if id(kept) not in dropped]
+
+    def _make_room(self, capacity: int) -> None:
+        """Before a new buffer: drop unused ones of other sizes, the longest unused first, as many bytes as it takes.
+
+        So the pool's memory never outgrows what was in use at once by more
+        than one buffer: an unused buffer no body fits stands for the new one.
+        """
+        idle = sorted(
+            (kept for kept in self._kept if kept.idle_since is not None), key=lambda kept: kept.idle_since or 0
+        )
+        dropped: set[int] = set()
+        for kept in idle:
+            if capacity <= 0:
+                break
+            dropped.add(id(kept))
+            capacity -= len(kept.buffer)
         if dropped:
             self._kept = [kept for kept in self._kept if id(kept) not in dropped]
 
