@@ -13,9 +13,9 @@ again for a body of about its size, its pages already in place.
 The pool keeps at most ``KEEP_IDLE_AT_MOST`` bytes of unused buffers, and
 none unused for over ``IDLE_FOR_AT_MOST`` seconds: after a load the memory
 goes back within about a second, as an allocator's decay would return it.
-A body no unused buffer fits gets a new one in place of unused ones (as many
-bytes of them are dropped), so the pool holds little more than the most
-that was in use at once.
+A body gets the smallest unused buffer that holds it (up to twice its
+length), so the parts of the next read, cut somewhat differently, still
+land in memory the last read warmed.
 
 Whether a buffer is still in use is its reference count: every view of a
 ``bytearray`` (``memoryview``, its slices, a numpy or pyarrow buffer made
@@ -101,9 +101,7 @@ class ReceiveBuffers:
             kept = self._fitting(length)
             if kept is None:
                 grain = _grain(length)
-                capacity = -(-length // grain) * grain
-                self._make_room(capacity)
-                kept = _Kept(bytearray(capacity))
+                kept = _Kept(bytearray(-(-length // grain) * grain))
                 self._kept.append(kept)
             else:
                 kept.idle_since = None
@@ -124,9 +122,15 @@ class ReceiveBuffers:
             return sum(len(kept.buffer) for kept in self._kept)
 
     def _fitting(self, length: int) -> _Kept | None:
-        """The smallest unused buffer that holds ``length`` bytes and wastes at most about a quarter of them."""
-        most = length + length // GRAIN_SHARE + _grain(length)
-        fitting = [kept for kept in self._kept if kept.idle_since is not None and length <= len(kept.buffer) <= most]
+        """The smallest unused buffer that holds ``length`` bytes, if at most twice as long.
+
+        Its pages are in memory already: serving a shorter body costs no more
+        memory than leaving it unused, and the parts of one read vary in
+        length from one read to the next (they are cut as the reads come).
+        """
+        fitting = [
+            kept for kept in self._kept if kept.idle_since is not None and length <= len(kept.buffer) <= 2 * length
+        ]
         return min(fitting, key=lambda kept: len(kept.buffer), default=None)
 
     def _notice_unused(self, now: float) -> None:
@@ -146,24 +150,6 @@ class ReceiveBuffers:
             idle_bytes += len(kept.buffer)
             if now - kept.idle_since > self._idle_for_at_most or idle_bytes > self._keep_idle_at_most:
                 dropped.add(id(kept))
-        if dropped:
-            self._kept = [kept for kept in self._kept if id(kept) not in dropped]
-
-    def _make_room(self, capacity: int) -> None:
-        """Before a new buffer: drop unused ones of other sizes, the longest unused first, as many bytes as it takes.
-
-        So the pool's memory never outgrows what was in use at once by more
-        than one buffer: an unused buffer no body fits stands for the new one.
-        """
-        idle = sorted(
-            (kept for kept in self._kept if kept.idle_since is not None), key=lambda kept: kept.idle_since or 0
-        )
-        dropped: set[int] = set()
-        for kept in idle:
-            if capacity <= 0:
-                break
-            dropped.add(id(kept))
-            capacity -= len(kept.buffer)
         if dropped:
             self._kept = [kept for kept in self._kept if id(kept) not in dropped]
 
