@@ -8,7 +8,7 @@ times, pyarrow's native client about 20: its allocator keeps the pages it
 freed and writes the next read into them). So buffers of at least
 ``SMALLEST`` bytes come from here: a buffer whose last view was dropped
 (the reader consumed the part, pyarrow freed the column chunk) is handed out
-again for a body of about its size, its pages already in place.
+again for a body it holds (down to half its length), its pages already in place.
 
 The pool keeps at most ``KEEP_IDLE_AT_MOST`` bytes of unused buffers, and
 none unused for over ``IDLE_FOR_AT_MOST`` seconds: after a load the memory
