@@ -31,14 +31,17 @@ def parse_content_range(content_range: str | None) -> tuple[int, int, int | None
 async def read_body_into(chunks: list[Chunk], body: Any, length: int, timeout: float | None) -> None:
     """Append a response body's ``length`` bytes to ``chunks``: one buffer, or the pieces the HTTP client received.
 
-    A body that can ``receive_into`` a buffer fills one of ``length`` bytes,
-    the socket writing into it directly; it lands in ``chunks`` as a
-    read-only view, also when the connection broke after some bytes, so the
-    caller knows where to resume. Any other body's ``read(n)`` hands back what the connection has buffered, up to ``n``
-    bytes, as the client's own ``bytes`` objects; reading the whole body at
-    once would copy every piece into a new buffer of the part's size. Each
-    piece lands in ``chunks`` as soon as it arrives, so that when the
-    connection breaks the caller knows exactly where to resume.
+    A body that can ``receive_into`` a buffer fills one of ``length`` bytes
+    (``RECEIVE_BUFFERS``), the socket writing into it directly; it lands in
+    ``chunks`` as a read-only view, also when the connection broke after some
+    bytes, so that the caller knows where to resume.
+
+    Any other body's ``read(n)`` hands back what the connection has
+    buffered, up to ``n`` bytes, as the client's own ``bytes`` objects;
+    reading the whole body at once would copy every piece into a new buffer
+    of the part's size. Each piece lands in ``chunks`` as soon as it arrives,
+    so that when the connection breaks the caller knows exactly where to
+    resume.
     """
     receive_into = getattr(body, "receive_into", None)
     if receive_into is not None:
