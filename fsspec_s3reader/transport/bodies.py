@@ -85,11 +85,11 @@ async def _receive_whole(
         while filled < length:
             count = await receive_into(buffer[filled:], idle_timeout=timeout)
             if not count:
-                raise BodyEndedEarlyError(f"the response body ended {length - filled} bytes short of its {length}")
+                raise _ended_early(length - filled, length)
             filled += count
     finally:
         if filled:
-            chunks.append(buffer[:filled].toreadonly() if filled < length else buffer.toreadonly())
+            chunks.append(buffer[:filled].toreadonly())
 
 
 async def _read_pieces(
@@ -99,7 +99,11 @@ async def _read_pieces(
     while remaining > 0:
         piece = await read(remaining)
         if not piece:
-            raise BodyEndedEarlyError(f"the response body ended {remaining} bytes short of its {length}")
+            raise _ended_early(remaining, length)
         chunks.append(piece)
         remaining -= len(piece)
         progress()
+
+
+def _ended_early(missing: int, length: int) -> BodyEndedEarlyError:
+    return BodyEndedEarlyError(f"the response body ended {missing} bytes short of its {length}")

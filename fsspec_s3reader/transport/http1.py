@@ -200,8 +200,12 @@ class Http1Response:
                 raise self._error
             if self._complete:
                 return b""
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             await self._waiter
+        return self._next_piece(limit)
+
+    def _next_piece(self, limit: int | None) -> bytes:
+        """The first piece waiting (cut at ``limit`` bytes, the rest left first); reading resumes once few wait."""
         piece = self._pieces.popleft()
         if limit is not None and len(piece) > limit:
             self._pieces.appendleft(piece[limit:])
@@ -280,13 +284,9 @@ class Http1Response:
         """Copy the pieces already received (and not read) into ``buffer``; how many bytes that was."""
         filled = 0
         while self._pieces and filled < len(buffer):
-            piece = self._pieces.popleft()
-            taken = min(len(piece), len(buffer) - filled)
-            buffer[filled : filled + taken] = piece[:taken] if taken < len(piece) else piece
-            if taken < len(piece):
-                self._pieces.appendleft(piece[taken:])
-            filled += taken
-            self._buffered -= taken
+            piece = self._next_piece(len(buffer) - filled)
+            buffer[filled : filled + len(piece)] = piece
+            filled += len(piece)
         return filled
 
     def _watch(self, idle_timeout: float) -> None:
@@ -459,7 +459,7 @@ class _Connection(asyncio.BufferedProtocol):
         if self._transport is None:
             raise ClosedBeforeAnswerError(None)
         response = self._response = Http1Response(method, self)
-        self._headers_arrived = self._pool.loop.create_future()
+        self._headers_arrived = self.loop.create_future()
         self._received_any = False
         self._transport.write(head)
         on_written()
@@ -520,7 +520,7 @@ class _Connection(asyncio.BufferedProtocol):
     def abandon(self) -> None:
         """An answer dropped unreleased, from any thread: close its connection on its loop, freeing its place."""
         with contextlib.suppress(RuntimeError):  # the loop is closed: so is everything on it
-            self._pool.loop.call_soon_threadsafe(self._abandoned)
+            self.loop.call_soon_threadsafe(self._abandoned)
 
     def _abandoned(self) -> None:
         self._response = None

@@ -147,15 +147,14 @@ class ReceiveBuffers:
             key=lambda kept: kept.idle_since or now,
             reverse=True,
         )
-        dropped: set[int] = set()
+        dropped: set[_Kept] = set()
         idle_bytes = 0
         for kept in idle:  # the most recently used first
             assert kept.idle_since is not None
             idle_bytes += len(kept.buffer)
             if now - kept.idle_since > self._idle_for_at_most or idle_bytes > self._keep_idle_at_most:
-                dropped.add(id(kept))
-        if dropped:
-            self._kept = [kept for kept in self._kept if id(kept) not in dropped]
+                dropped.add(kept)
+        self._drop(dropped)
 
     def _make_room(self, capacity: int) -> None:
         """Before a new buffer of ``capacity`` bytes: drop as many bytes of unused ones, the longest unused first.
@@ -169,14 +168,17 @@ class ReceiveBuffers:
         idle = sorted(
             (kept for kept in self._kept if kept.idle_since is not None), key=lambda kept: kept.idle_since or 0
         )
-        dropped: set[int] = set()
+        dropped: set[_Kept] = set()
         for kept in idle:
             if capacity <= 0:
                 break
-            dropped.add(id(kept))
+            dropped.add(kept)
             capacity -= len(kept.buffer)
+        self._drop(dropped)
+
+    def _drop(self, dropped: set[_Kept]) -> None:
         if dropped:
-            self._kept = [kept for kept in self._kept if id(kept) not in dropped]
+            self._kept = [kept for kept in self._kept if kept not in dropped]
 
     def _sweep_later(self) -> None:
         """Look again once buffers may have sat unused too long, on the running loop (the transport's)."""
