@@ -201,6 +201,21 @@ def test_a_forked_child_does_not_wait_for_its_parents_footers() -> None:
     sent.futures["b/b.parquet"].set_result(None)
 
 
+def _footers_in_before_the_open_reads_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The order a far link gives: the next files' footers, sent side by side at an open, arrive a round trip
+    before the column chunks the opened file then asks for. The local server answers both about as fast, so the
+    open waits for the footers here: what is fetched ahead then does not depend on which thread runs first."""
+    fetch_from = FootersAhead.fetch_from
+
+    def fetch_and_wait(self: FootersAhead, path: str, *args: Any, **kwargs: Any) -> Any:
+        following = fetch_from(self, path, *args, **kwargs)
+        for name, _ in following:
+            self.wait_for(name)
+        return following
+
+    monkeypatch.setattr(FootersAhead, "fetch_from", fetch_and_wait)
+
+
 def _scan_recording_next_files(
     fs: S3ReaderFileSystem, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[pa.Table, list[str]]:
@@ -222,6 +237,7 @@ def test_through_a_far_link_a_scan_has_the_next_files_columns_fetched_before_the
     fs = _fs(storage_options)
     contents = _folder_and_its_copy(fs, bucket, 8, tmp_path)
     monkeypatch.setattr(filesystem_module, "is_far", lambda sample: True)
+    _footers_in_before_the_open_reads_on(monkeypatch)
     got, fetched_for = _scan_recording_next_files(fs, bucket, monkeypatch)
     assert got.equals(pads.dataset(str(tmp_path), format="parquet").to_table(columns=["b"]))
     assert fetched_for  # some files' column "b" was on its way before they opened
