@@ -32,6 +32,7 @@ from .forking import ForkSafeLock
 from .protocol import GetStream, ObjectInfo
 from .readers.base import S3Reader
 from .readers.folder_columns import announce_next_files, file_version, folder_of
+from .readers.open_files import note_pyarrow_wrapper
 from .recent_answers import RecentAnswers
 from .redaction import protect_secrets
 from .retry import DEFAULT_READ_ATTEMPTS, DEFAULT_READ_TIMEOUT, DEFAULT_RETRY_BACKOFF, RetryPolicy
@@ -660,6 +661,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
                 cache_options=cache_options,
                 **kwargs,
             )
+        note_pyarrow_wrapper(self)  # pyarrow's threads may drop its wrapper last: the exit waits for that
         opened = self.open_reader(path, version_id=version_id, **kwargs)
         # the block a cache chained over this file fetches (blockcache::), as s3fs's files have it
         opened.blocksize = block_size if isinstance(block_size, int) else self.default_block_size

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import operator
+import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 from ..protocol import Chunk
 from .anticipation import Anticipation, Segment
 from .file_api import FsspecFileAPI
+from .open_files import HELD_ELSEWHERE, HeldElsewhere
 from .options import OptionCheck, checked_options, option_defaults
 
 _READLINE_CHUNK = 8 * 1024
@@ -62,6 +64,10 @@ class S3Reader(FsspecFileAPI):
     strategy: ClassVar[str] = "unknown"
     """The name this strategy is registered under (``"sequential"``, ...)."""
 
+    _held_elsewhere: ClassVar[HeldElsewhere] = HELD_ELSEWHERE
+    """Where a reader other threads use is noted (a class attribute: a close while the interpreter clears
+    the modules' globals, late in its shutdown, still finds it)."""
+
     option_checks: ClassVar[Mapping[str, OptionCheck]] = {}
     """Per option, its check ``check(name, value)``: returns the value or raises an error naming the option.
 
@@ -92,6 +98,8 @@ class S3Reader(FsspecFileAPI):
         self._held_ahead_observer: Callable[[int], None] | None = None
         self._anticipation: Anticipation | None = None
         """What fetches ahead the reads this file's format foretells (a parquet file's column chunks), if anything."""
+        self._used_elsewhere = False
+        self._note_the_thread()
 
     # -- what a strategy provides -------------------------------------------------------
 
@@ -285,6 +293,7 @@ class S3Reader(FsspecFileAPI):
                 self._release()
             finally:
                 super().close()
+                self._held_elsewhere.closed(self)
 
     # -- internals ------------------------------------------------------------------
 
@@ -310,6 +319,7 @@ class S3Reader(FsspecFileAPI):
     def _serve(self, start: int, length: int) -> Iterable[Chunk]:
         """A read's bytes: through the ``cache`` a tool installed (fsspec's blockcache), what was fetched ahead
         for it (``_anticipation``), or the strategy's; the strategy's are shown to the anticipation to learn from."""
+        self._note_the_thread()
         if self._cache is not None:
             return (self._cache._fetch(start, start + length),)
         if self._anticipation is None:
@@ -337,6 +347,13 @@ class S3Reader(FsspecFileAPI):
     def _delivered(self, count: int) -> None:
         if count and self._delivery_observer is not None:
             self._delivery_observer(count)
+
+    def _note_the_thread(self) -> None:
+        """Opened or read by another thread than the main one (pyarrow's): the interpreter's exit waits for its
+        close (``open_files.py``)."""
+        if not self._used_elsewhere and threading.get_ident() != threading.main_thread().ident:
+            self._used_elsewhere = True
+            self._held_elsewhere.add(self)
 
     # -- checks ---------------------------------------------------------------------
 
