@@ -258,15 +258,40 @@ def test_a_reader_fetches_ahead_the_columns_another_reader_open_in_its_folder_ha
     assert len(source.requests) == asked
 
 
-def test_a_reader_already_open_hears_of_the_columns_learned_after_it_opened() -> None:
+def test_a_reader_already_open_has_the_columns_another_learns_fetched_for_it_at_once() -> None:
     folder, source = uuid.uuid4().hex, MemorySource(DATA, chunk_size=4096)
     first, second = _in_folder(folder, source), _in_folder(folder, source)
     read(second, (len(DATA) - 65536, len(DATA)))  # its layout is known, nothing learned yet
     read(first, (len(DATA) - 65536, len(DATA)))
+    asked = len(source.requests)
+    read(first, chunk(0, "c4"))  # learned: the first's other chunks of c4 go, and all of the second's, side by side
+    every_c4 = [chunk(group, "c4") for group in range(GROUPS)]
+    assert sorted(source.requests[asked:]) == sorted(every_c4 + every_c4)
+    asked = len(source.requests)
+    for group in reversed(range(GROUPS)):
+        assert read(second, chunk(group, "c4")) == DATA[slice(*chunk(group, "c4"))]
+    assert len(source.requests) == asked  # nothing asked twice
+
+
+def test_a_reader_that_has_not_read_its_footer_hears_of_the_columns_and_fetches_them_once_it_has() -> None:
+    folder, source = uuid.uuid4().hex, MemorySource(DATA, chunk_size=4096)
+    first, second = _in_folder(folder, source), _in_folder(folder, source)
+    read(first, (len(DATA) - 65536, len(DATA)))
+    read(first, chunk(0, "c4"))
+    fetched_ahead = _footer_then_requests(second, source)
+    assert sorted(fetched_ahead) == [chunk(group, "c4") for group in range(GROUPS)]
+
+
+def test_a_column_given_by_another_reader_is_not_fetched_again_when_learned_by_its_own_read() -> None:
+    folder, source = uuid.uuid4().hex, MemorySource(DATA, chunk_size=4096)
+    first, second = _in_folder(folder, source), _in_folder(folder, source)
+    read(second, (len(DATA) - 65536, len(DATA)))
+    read(first, (len(DATA) - 65536, len(DATA)))
     read(first, chunk(0, "c4"))
     asked = len(source.requests)
-    assert read(second, chunk(3, "c4")) == DATA[slice(*chunk(3, "c4"))]  # its next read starts the rest
-    assert sorted(source.requests[asked:]) == [chunk(group, "c4") for group in range(GROUPS)]
+    read(second, chunk(0, "c4"))  # the second's own read of c4 learns nothing new: the first fetched it already
+    read(first, chunk(0, "c1"))  # and the first learning more fetches that for the second too, once
+    assert sorted(source.requests[asked:]) == sorted([chunk(group, "c1") for group in range(GROUPS)] * 2)
 
 
 def test_what_a_folder_learned_is_forgotten_once_its_readers_close() -> None:

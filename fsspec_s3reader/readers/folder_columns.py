@@ -5,8 +5,12 @@ opens the parquet files of one folder and reads the same columns of each.
 What one file's reader learns from pyarrow's reads (``c03`` and ``c14`` are
 wanted) then foretells what the other files will be asked for:
 
-- each reader open in that folder hears it and, once it knows its own file's
-  layout, fetches those columns ahead without waiting for its own first reads;
+- each reader open in that folder gets them: the reader that learned a column
+  fetches that column's chunks for every other open reader that knows its
+  file's layout, at once (pyarrow reads a file's columns one after another,
+  so a reader that waited to learn the second column from its own reads
+  would ask for it a round trip later); one that does not know its layout
+  yet hears of them, and fetches them itself once it does;
 - the files the scan opens next (the filesystem names them from its listing,
   ``announce_next_files``, and their footers, fetched ahead, say where their
   chunks lie) have those columns fetched before they open: as many files as
@@ -30,13 +34,13 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..forking import ForkSafeLock
 from ..parquet_footer import ColumnChunk
-from ..protocol import Chunk, ObjectInfo
+from ..protocol import Chunk, GetStream, ObjectInfo
 from .base import close_stream
 
 logger = logging.getLogger(__name__)
@@ -45,6 +49,10 @@ _LOCK = ForkSafeLock()
 
 SCAN_WIDTH = 2
 """Readers open at once in a folder from which it is read as a scan, and its next files are fetched for."""
+
+
+PlanRanges = Callable[[list[ColumnChunk], set[str]], list[tuple[int, int]]]
+"""The ranges of a file (its chunks given) that hold the chunks of some columns, as they are fetched ahead."""
 
 
 def folder_of(bucket: str, key: str) -> tuple[str, str]:
@@ -164,6 +172,12 @@ class FolderMember:
     def __init__(self, folder: tuple[str, str], key: str) -> None:
         self.key = key
         self._place = folder
+        # Once its reader knows the file's layout, the others fetch the columns they learn for it (``tell``).
+        self._layout: list[ColumnChunk] | None = None
+        self._get_stream: GetStream | None = None
+        self._covered: set[str] = set()  # columns its reader fetches itself, or was given
+        self._given: list[Offered] = []
+        self._given_columns: set[str] = set()
         stale: list[Iterator[Chunk]] = []
         with _LOCK:
             folders = _folders()
@@ -178,18 +192,64 @@ class FolderMember:
             stale += shared.pass_over()
         _close(stale)
 
-    def tell(self, columns: set[str]) -> None:
-        """Columns this reader was asked for: every other reader open in the folder hears of them."""
+    def know_layout(self, layout: list[ColumnChunk], get_stream: GetStream) -> None:
+        """Its reader knows the file's chunks: from now on the others fetch what they learn for it."""
         with _LOCK:
+            self._layout, self._get_stream = layout, get_stream
+
+    def tell(self, columns: set[str], plan: PlanRanges, budget: int) -> set[str]:
+        """Columns this reader was asked for; returns those it is to fetch itself (no other reader did for it).
+
+        Every other reader open in the folder gets them: fetched for it here,
+        at once, when its layout is known (``plan`` says which ranges of its
+        file hold them; at most ``budget`` bytes each time), so that its next
+        reads find them on their way rather than asking for them one after
+        another; otherwise it hears of them, and fetches them itself once it
+        knows its layout.
+        """
+        with _LOCK:
+            mine = columns - self._covered
+            self._covered |= columns
             self._folder.columns |= columns
             for member in self._folder.members:
                 if member is not self:
-                    member._heard |= columns
+                    member._receive(columns, plan, budget)
+        return mine
+
+    def _receive(self, columns: set[str], plan: PlanRanges, budget: int) -> None:
+        """Another reader learned ``columns``: fetch this one's chunks of those it lacks, or let it hear of them."""
+        missing = columns - self._covered
+        if not missing:
+            return
+        if self._layout is None or self._get_stream is None:
+            self._heard |= missing
+            return
+        self._covered |= missing
+        self._given_columns |= missing
+        given = sum(piece.end - piece.start for piece in self._given)
+        for start, end in plan(self._layout, missing):
+            if given + end - start > budget:
+                break  # its reader fetches the rest as it reads them
+            try:
+                stream = self._get_stream(start, end, ahead=True)
+            except RuntimeError as exc:  # no loop to send on (a closed filesystem, interpreter shutdown)
+                logger.debug("not fetching ahead for %s: %s", self.key, exc)
+                return
+            self._given.append(Offered(start, end, stream))
+            given += end - start
+
+    def take_given(self) -> tuple[list[Offered], set[str]]:
+        """What the other readers fetched for this one since the last call, and the columns that covers."""
+        with _LOCK:
+            given, self._given = self._given, []
+            columns, self._given_columns = self._given_columns, set()
+        return given, columns
 
     def heard(self) -> set[str]:
-        """The columns the others have told since the last call (all they knew, the first time)."""
+        """The columns the others have told since the last call (all they knew, the first time): to fetch itself."""
         with _LOCK:
-            heard, self._heard = self._heard, set()
+            heard, self._heard = self._heard - self._covered, set()
+            self._covered |= heard
         return heard
 
     def take_offered(self, version: tuple[object, ...] | None) -> list[Offered]:
@@ -251,6 +311,8 @@ class FolderMember:
                 held += end - start
 
     def leave(self) -> None:
+        for piece in self.take_given()[0]:
+            close_stream(piece.stream)
         with _LOCK:
             shared = self._folder
             shared.members.discard(self)

@@ -114,6 +114,12 @@ def _merged(chunks: list[ColumnChunk], indices: list[int]) -> list[_Range]:
     return merged
 
 
+def _ranges_of(chunks: list[ColumnChunk], columns: set[str]) -> list[tuple[int, int]]:
+    """The ranges fetched ahead for ``columns`` of a file whose chunks are ``chunks``."""
+    wanted = [index for index, chunk in enumerate(chunks) if chunk.column in columns]
+    return [(foreseen.start, foreseen.end) for foreseen in _merged(chunks, wanted)]
+
+
 @dataclass
 class _Range:
     """Chunks fetched ahead as one stream: ``[start, end)``, and what of it has arrived."""
@@ -158,6 +164,7 @@ class ParquetPrefetch:
         # the readers open in the same folder: the columns they learn are this file's next reads too
         self._folder = FolderMember(folder_of(*name), name[1]) if name is not None and not self._off else None
         self._adopt_offered()
+        self._share_layout()
 
     def serve(self, start: int, end: int) -> list[Segment] | None:
         """``[start, end)`` cut where the started foreseen ranges in it begin and end; None when none of it is.
@@ -223,7 +230,8 @@ class ParquetPrefetch:
         wanted = {self._chunks[i].column for i in asked} - self._columns
         if wanted:
             if self._folder is not None:
-                self._folder.tell(wanted)
+                wanted = self._folder.tell(wanted, _ranges_of, self._budget)
+                self._adopt_given()
             self._want(wanted)
             self._offer_to_next_files()
 
@@ -250,6 +258,7 @@ class ParquetPrefetch:
         """Fetch ahead the columns the folder's other readers learned, once this file's layout is known."""
         if self._folder is None or self._off or self._chunks is None:
             return
+        self._adopt_given()
         heard = self._folder.heard() - self._columns
         if heard:
             self._want(heard)
@@ -270,6 +279,31 @@ class ParquetPrefetch:
         self._ranges.sort(key=lambda foreseen: foreseen.start)
         self._peak_held = max(self._peak_held, self._held())
 
+    def _adopt_given(self) -> None:
+        """Hold as foreseen what another reader of the folder fetched for this file as it learned a column.
+
+        A range whose chunk this reader has read, or planned, meanwhile (it
+        learned the column itself a moment earlier) is dropped.
+        """
+        assert self._folder is not None
+        given, columns = self._folder.take_given()
+        self._columns |= columns
+        for piece in given:
+            covered = [i for i in self._overlapping(piece.start, piece.end) if piece.start <= self._starts[i]]
+            if any(i in self._done for i in covered):
+                close_stream(piece.stream)
+                continue
+            self._done.update(covered)
+            self._ranges.append(_Range(piece.start, piece.end, piece.stream))
+        if given:
+            self._ranges.sort(key=lambda foreseen: foreseen.start)
+            self._peak_held = max(self._peak_held, self._held())
+
+    def _share_layout(self) -> None:
+        """Once the layout is known, the folder's other readers fetch for this file what they learn."""
+        if self._folder is not None and self._chunks is not None:
+            self._folder.know_layout(self._chunks, self._get_stream)
+
     def _offer_to_next_files(self) -> None:
         """Fetch the folder's columns for the files the scan opens next, once their footers have arrived."""
         if self._folder is None:
@@ -279,9 +313,7 @@ class ParquetPrefetch:
             if layout is None:
                 continue
             _remember_layout(next_file.version, layout)  # for the reader that opens it, which reads no footer
-            wanted = [index for index, chunk in enumerate(layout) if chunk.column in columns]
-            ranges = [(foreseen.start, foreseen.end) for foreseen in _merged(layout, wanted)]
-            self._folder.offer(next_file, columns, ranges, self._budget)
+            self._folder.offer(next_file, columns, _ranges_of(layout, columns), self._budget)
 
     def _want(self, columns: set[str]) -> None:
         """Columns newly known to be read: their chunks not read yet are planned and fetched ahead."""
@@ -314,6 +346,7 @@ class ParquetPrefetch:
             self._chunks = chunks
             self._starts = [chunk.start for chunk in chunks]
             _remember_layout(self._version, chunks)
+            self._share_layout()
         self._tail = ChunkRun(self._size)
 
     def _overlapping(self, start: int, end: int) -> list[int]:
