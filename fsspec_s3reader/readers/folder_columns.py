@@ -150,6 +150,22 @@ def _close(streams: Iterable[Iterator[Chunk]]) -> None:
         close_stream(stream)
 
 
+def _fetch_within(key: str, get_stream: GetStream, ranges: list[tuple[int, int]], room: int) -> list[Offered]:
+    """``ranges`` of ``key`` fetched ahead, in order, as long as their bytes fit in ``room``."""
+    fetched: list[Offered] = []
+    for start, end in ranges:
+        if end - start > room:
+            break
+        try:
+            stream = get_stream(start, end, ahead=True)
+        except RuntimeError as exc:  # no loop to send on (a closed filesystem, interpreter shutdown)
+            logger.debug("not fetching ahead for %s: %s", key, exc)
+            break
+        fetched.append(Offered(start, end, stream))
+        room -= end - start
+    return fetched
+
+
 def announce_next_files(folder: tuple[str, str], files: Iterable[NextFile]) -> None:
     """The files of ``folder`` a scan will open next (listing order): fetched for once its readers know the columns.
 
@@ -226,17 +242,9 @@ class FolderMember:
             return
         self._covered |= missing
         self._given_columns |= missing
-        given = sum(piece.end - piece.start for piece in self._given)
-        for start, end in plan(self._layout, missing):
-            if given + end - start > budget:
-                break  # its reader fetches the rest as it reads them
-            try:
-                stream = self._get_stream(start, end, ahead=True)
-            except RuntimeError as exc:  # no loop to send on (a closed filesystem, interpreter shutdown)
-                logger.debug("not fetching ahead for %s: %s", self.key, exc)
-                return
-            self._given.append(Offered(start, end, stream))
-            given += end - start
+        held = sum(piece.end - piece.start for piece in self._given)
+        # ranges past the budget are left to its reader, which fetches them as it reads them
+        self._given += _fetch_within(self.key, self._get_stream, plan(self._layout, missing), budget - held)
 
     def take_given(self) -> tuple[list[Offered], set[str]]:
         """What the other readers fetched for this one since the last call, and the columns that covers."""
@@ -298,17 +306,7 @@ class FolderMember:
             if offer.columns & columns:
                 return
             offer.columns |= columns
-            held = shared.offered_bytes()
-            for start, end in ranges:
-                if held + end - start > budget:
-                    break
-                try:
-                    stream = next_file.get_stream(start, end, ahead=True)
-                except RuntimeError as exc:  # no loop to send on (a closed filesystem, interpreter shutdown)
-                    logger.debug("not fetching ahead for %s: %s", next_file.key, exc)
-                    return
-                offer.ranges.append(Offered(start, end, stream))
-                held += end - start
+            offer.ranges += _fetch_within(next_file.key, next_file.get_stream, ranges, budget - shared.offered_bytes())
 
     def leave(self) -> None:
         for piece in self.take_given()[0]:
