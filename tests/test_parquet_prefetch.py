@@ -258,11 +258,19 @@ def test_a_reader_fetches_ahead_the_columns_another_reader_open_in_its_folder_ha
     assert len(source.requests) == asked
 
 
+def _two_reading_a_column(folder: str, source: MemorySource) -> tuple[S3Reader, S3Reader]:
+    """Two files of one folder open, their footers read, both reading column c2 (so both read data)."""
+    first, second = _in_folder(folder, source), _in_folder(folder, source)
+    read(second, (len(DATA) - 65536, len(DATA)))
+    read(first, (len(DATA) - 65536, len(DATA)))
+    read(first, chunk(0, "c2"))
+    read(second, chunk(0, "c2"))
+    return first, second
+
+
 def test_a_reader_already_open_has_the_columns_another_learns_fetched_for_it_at_once() -> None:
     folder, source = uuid.uuid4().hex, MemorySource(DATA, chunk_size=4096)
-    first, second = _in_folder(folder, source), _in_folder(folder, source)
-    read(second, (len(DATA) - 65536, len(DATA)))  # its layout is known, nothing learned yet
-    read(first, (len(DATA) - 65536, len(DATA)))
+    first, second = _two_reading_a_column(folder, source)
     asked = len(source.requests)
     read(first, chunk(0, "c4"))  # learned: the first's other chunks of c4 go, and all of the second's, side by side
     every_c4 = [chunk(group, "c4") for group in range(GROUPS)]
@@ -282,11 +290,33 @@ def test_a_reader_that_has_not_read_its_footer_hears_of_the_columns_and_fetches_
     assert sorted(fetched_ahead) == [chunk(group, "c4") for group in range(GROUPS)]
 
 
+def test_an_open_that_read_only_its_footer_gets_nothing_fetched_for_it() -> None:
+    folder, source = uuid.uuid4().hex, MemorySource(DATA, chunk_size=4096)
+    first, footer_only = _in_folder(folder, source), _in_folder(folder, source)
+    read(footer_only, (len(DATA) - 65536, len(DATA)))  # as pyarrow's first open of a file, for its schema
+    read(first, (len(DATA) - 65536, len(DATA)))
+    asked = len(source.requests)
+    read(first, chunk(0, "c4"))
+    assert sorted(source.requests[asked:]) == [chunk(group, "c4") for group in range(GROUPS)]  # the first's own
+
+
+def test_another_open_of_the_same_file_gets_nothing_fetched_for_it() -> None:
+    folder, source = uuid.uuid4().hex, MemorySource(DATA, chunk_size=4096)
+    key = f"{folder}/same.parquet"
+    first, again = (
+        RangedS3Reader("bucket", key, source.get_object_info, source.get_stream, buffer_size=0) for _ in range(2)
+    )
+    for reader in (first, again):
+        read(reader, (len(DATA) - 65536, len(DATA)))
+    read(again, chunk(0, "c2"))
+    asked = len(source.requests)
+    read(first, chunk(0, "c4"))
+    assert sorted(source.requests[asked:]) == [chunk(group, "c4") for group in range(GROUPS)]
+
+
 def test_a_column_given_by_another_reader_is_not_fetched_again_when_learned_by_its_own_read() -> None:
     folder, source = uuid.uuid4().hex, MemorySource(DATA, chunk_size=4096)
-    first, second = _in_folder(folder, source), _in_folder(folder, source)
-    read(second, (len(DATA) - 65536, len(DATA)))
-    read(first, (len(DATA) - 65536, len(DATA)))
+    first, second = _two_reading_a_column(folder, source)
     read(first, chunk(0, "c4"))
     asked = len(source.requests)
     read(second, chunk(0, "c4"))  # the second's own read of c4 learns nothing new: the first fetched it already

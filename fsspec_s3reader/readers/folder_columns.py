@@ -6,8 +6,9 @@ What one file's reader learns from pyarrow's reads (``c03`` and ``c14`` are
 wanted) then foretells what the other files will be asked for:
 
 - each reader open in that folder gets them: the reader that learned a column
-  fetches that column's chunks for every other open reader that knows its
-  file's layout, at once (pyarrow reads a file's columns one after another,
+  fetches that column's chunks for every other open reader (of another file)
+  that knows its file's layout and reads data, at once (an open that reads
+  only the footer gets nothing; pyarrow reads a file's columns one after another,
   so a reader that waited to learn the second column from its own reads
   would ask for it a round trip later); one that does not know its layout
   yet hears of them, and fetches them itself once it does;
@@ -192,6 +193,7 @@ class FolderMember:
         self._layout: list[ColumnChunk] | None = None
         self._get_stream: GetStream | None = None
         self._covered: set[str] = set()  # columns its reader fetches itself, or was given
+        self._reads_columns = False  # it has read a column chunk: not an open that reads only the footer
         self._given: list[Offered] = []
         self._given_columns: set[str] = set()
         stale: list[Iterator[Chunk]] = []
@@ -209,26 +211,36 @@ class FolderMember:
         _close(stale)
 
     def know_layout(self, layout: list[ColumnChunk], get_stream: GetStream) -> None:
-        """Its reader knows the file's chunks: from now on the others fetch what they learn for it."""
+        """Its reader knows the file's chunks: once it reads one, the others fetch what they learn for it."""
         with _LOCK:
             self._layout, self._get_stream = layout, get_stream
+
+    def reads_columns(self) -> None:
+        """Its reader has read a column chunk: it reads data, so the others fetch what they learn for it.
+
+        An open that reads only the footer (pyarrow's first open of a file
+        whose schema it wants) gets nothing fetched for it.
+        """
+        if not self._reads_columns:
+            with _LOCK:
+                self._reads_columns = True
 
     def tell(self, columns: set[str], plan: PlanRanges, budget: int) -> set[str]:
         """Columns this reader was asked for; returns those it is to fetch itself (no other reader did for it).
 
-        Every other reader open in the folder gets them: fetched for it here,
-        at once, when its layout is known (``plan`` says which ranges of its
-        file hold them; at most ``budget`` bytes each time), so that its next
-        reads find them on their way rather than asking for them one after
-        another; otherwise it hears of them, and fetches them itself once it
-        knows its layout.
+        Every other reader open in the folder, on another file, gets them:
+        fetched for it here, at once, when it knows its layout and has read a
+        column chunk (``plan`` says which ranges of its file hold them; at
+        most ``budget`` bytes each time), so that its next reads find them on
+        their way rather than asking for them one after another; otherwise it
+        hears of them, and fetches them itself at its next read.
         """
         with _LOCK:
             mine = columns - self._covered
             self._covered |= columns
             self._folder.columns |= columns
             for member in self._folder.members:
-                if member is not self:
+                if member is not self and member.key != self.key:  # another open of this file reads for itself
                     member._receive(columns, plan, budget)
         return mine
 
@@ -237,7 +249,7 @@ class FolderMember:
         missing = columns - self._covered
         if not missing:
             return
-        if self._layout is None or self._get_stream is None:
+        if self._layout is None or self._get_stream is None or not self._reads_columns:
             self._heard |= missing
             return
         self._covered |= missing

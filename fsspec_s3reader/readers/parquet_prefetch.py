@@ -179,6 +179,8 @@ class ParquetPrefetch:
         than its budget.
         """
         self._read_to = end
+        if self._folder is not None and self._chunks and start < self._chunks[-1].end:
+            self._folder.reads_columns()  # a read of column chunks, not of the footer: the folder fetches for it
         self._adopt_heard()
         segments: list[Segment] = []
         at = start
