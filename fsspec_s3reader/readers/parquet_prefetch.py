@@ -39,7 +39,7 @@ from ..parquet_footer import TRAILER, ColumnChunk, FooterError, layout_in_tail
 from ..protocol import Chunk, GetStream, ObjectInfo
 from .anticipation import Segment
 from .base import close_stream
-from .folder_columns import FolderMember, file_version, folder_of
+from .folder_columns import FolderMember, Offered, file_version, folder_of
 from .options import byte_count_check
 
 logger = logging.getLogger(__name__)
@@ -275,31 +275,32 @@ class ParquetPrefetch:
             for piece in offered:
                 close_stream(piece.stream)
             return
-        for piece in offered:
-            self._ranges.append(_Range(piece.start, piece.end, piece.stream))
-            self._done.update(i for i in self._overlapping(piece.start, piece.end) if piece.start <= self._starts[i])
-        self._ranges.sort(key=lambda foreseen: foreseen.start)
-        self._peak_held = max(self._peak_held, self._held())
+        self._hold_as_foreseen(offered)
 
     def _adopt_given(self) -> None:
-        """Hold as foreseen what another reader of the folder fetched for this file as it learned a column.
-
-        A range whose chunk this reader has read, or planned, meanwhile (it
-        learned the column itself a moment earlier) is dropped.
-        """
+        """Hold as foreseen what another reader of the folder fetched for this file as it learned a column."""
         assert self._folder is not None
         given, columns = self._folder.take_given()
         self._columns |= columns
-        for piece in given:
+        self._hold_as_foreseen(given)
+
+    def _hold_as_foreseen(self, fetched: list[Offered]) -> None:
+        """Ranges fetched for this file by the folder, held as foreseen ranges of its own.
+
+        One whose chunk this reader has read, or planned, meanwhile (it
+        learned the column itself a moment earlier) is dropped.
+        """
+        if not fetched:
+            return
+        for piece in fetched:
             covered = [i for i in self._overlapping(piece.start, piece.end) if piece.start <= self._starts[i]]
             if any(i in self._done for i in covered):
                 close_stream(piece.stream)
                 continue
             self._done.update(covered)
             self._ranges.append(_Range(piece.start, piece.end, piece.stream))
-        if given:
-            self._ranges.sort(key=lambda foreseen: foreseen.start)
-            self._peak_held = max(self._peak_held, self._held())
+        self._ranges.sort(key=lambda foreseen: foreseen.start)
+        self._peak_held = max(self._peak_held, self._held())
 
     def _share_layout(self) -> None:
         """Once the layout is known, the folder's other readers fetch for this file what they learn."""
