@@ -14,6 +14,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
+from ..in_place import one_view
 from ..protocol import Chunk
 from .anticipation import Anticipation, Segment
 from .file_api import FsspecFileAPI
@@ -215,12 +216,15 @@ class S3Reader(FsspecFileAPI):
     def read_buffer(self, nbytes: int | None = -1) -> Chunk:
         """Like ``read``, but the received buffer itself when the bytes came as one piece, with no copy.
 
+        Pieces received side by side in their object's arena (a parquet
+        file's: ``in_place.py``) are one view of it, also with no copy.
         pyarrow reads a Python file through ``read_buffer`` when it has one and
         keeps what it returns as it is; bytes returned by ``read`` it copies.
         """
         self._check_open()
+        start = self._position
         pieces = self._take(_checked_size(nbytes))
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        data = pieces[0] if len(pieces) == 1 else one_view(pieces, start) or b"".join(pieces)
         self._delivered(len(data))
         return data
 

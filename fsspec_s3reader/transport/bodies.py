@@ -28,11 +28,18 @@ def parse_content_range(content_range: str | None) -> tuple[int, int, int | None
     return int(first), int(last) + 1, int(total) if total.isdigit() else None
 
 
-async def read_body_into(chunks: list[Chunk], body: Any, length: int, timeout: float | None) -> None:
+async def read_body_into(
+    chunks: list[Chunk],
+    body: Any,
+    length: int,
+    timeout: float | None,
+    destination: Callable[[], memoryview | None] = lambda: None,
+) -> None:
     """Append a response body's ``length`` bytes to ``chunks``: one buffer, or the pieces the HTTP client received.
 
     A body that can ``receive_into`` a buffer fills one of ``length`` bytes
-    (``RECEIVE_BUFFERS``), the socket writing into it directly; it lands in
+    (the ``destination``'s, the body's place in its object's arena, or else
+    one from ``RECEIVE_BUFFERS``), the socket writing into it directly; it lands in
     ``chunks`` as a read-only view, also when the connection broke after some
     bytes, so that the caller knows where to resume.
 
@@ -45,7 +52,7 @@ async def read_body_into(chunks: list[Chunk], body: Any, length: int, timeout: f
     """
     receive_into = getattr(body, "receive_into", None)
     if receive_into is not None:
-        await _receive_whole(chunks, receive_into, length, timeout)
+        await _receive_whole(chunks, receive_into, destination() or RECEIVE_BUFFERS.take(length), timeout)
     elif timeout is None:
         await _read_pieces(chunks, body.read, length, lambda: None)
     elif sys.version_info >= (3, 11):
@@ -77,9 +84,9 @@ async def read_body_into(chunks: list[Chunk], body: Any, length: int, timeout: f
 
 
 async def _receive_whole(
-    chunks: list[Chunk], receive_into: Callable[..., Awaitable[int]], length: int, timeout: float | None
+    chunks: list[Chunk], receive_into: Callable[..., Awaitable[int]], buffer: memoryview, timeout: float | None
 ) -> None:
-    buffer = RECEIVE_BUFFERS.take(length)
+    length = len(buffer)
     filled = 0
     try:
         while filled < length:

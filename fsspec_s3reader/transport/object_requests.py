@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import threading
 import time
@@ -22,11 +23,13 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 
 from ..errors import IncompleteObjectError, ObjectChangedError, ReadRetriesExhaustedError, describe_span
+from ..in_place import IN_PLACE, SMALLEST, ObjectArena
 from ..protocol import Chunk, ObjectInfo
 from ..retry import RetryPolicy, configuration_error, is_transient
 from .bodies import parse_content_range, read_body_into
 from .calls import S3Calls
 from .link_estimate import LinkEstimate
+from .receive_buffers import RECEIVE_BUFFERS
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,8 @@ class ObjectRequests:
         self._pin_changed = threading.Condition()
         # Called on the event loop once the pin settles: what schedules GETs itself opens its window then.
         self._pin_callbacks: list[Callable[[], None]] = []
+        self._arena: ObjectArena | None = None
+        self._lands_in_place = False
 
     @property
     def uri(self) -> str:
@@ -114,6 +119,29 @@ class ObjectRequests:
     def renew_locks_after_fork(self) -> None:
         """In a forked child: a parent thread may have held the pin's lock at the fork, and would never release it."""
         self._pin_changed = threading.Condition()
+
+    def receive_in_place(self) -> None:
+        """From now on, bodies land at their offsets in the object's arena (``in_place.py``) once its size is known.
+
+        For objects whose reader hands out reads across several GETs as one
+        buffer (pyarrow's reads of a parquet file); elsewhere bodies take
+        buffers from the pool, whose pages stay warm from one object to the next.
+        """
+        self._lands_in_place = IN_PLACE
+
+    def _in_arena(self, start: int, end: int) -> memoryview | None:
+        """Where a body of ``[start, end)`` is received, when it lands in place (on the event loop)."""
+        info = self.info
+        if not self._lands_in_place or info is None or info.size < SMALLEST or end > info.size:
+            return None
+        if self._arena is None or self._arena.size != info.size:
+            self._arena = ObjectArena(info.size, RECEIVE_BUFFERS.take_map)
+        try:
+            return self._arena.receive(start, end)
+        except OSError as exc:  # no address space for it (a system that reserves memory for every map)
+            logger.debug("%s: bodies get buffers of their own (no arena: %s)", self.uri, exc)
+            self._lands_in_place = False
+            return None
 
     def assume_listed(self, info: ObjectInfo) -> None:
         """Take the size (and ETag) a listing gave, so that opening the object sends nothing.
@@ -329,7 +357,7 @@ class ObjectRequests:
         body = response["Body"]
         try:
             first, last = accept(response)
-            await read_body_into(chunks, body, last - first, timeout)
+            await read_body_into(chunks, body, last - first, timeout, functools.partial(self._in_arena, first, last))
             if self._link_estimate is not None:
                 self._link_estimate.record(first_byte - began, last - first, time.monotonic() - first_byte)
         finally:

@@ -138,6 +138,8 @@ class S3ObjectTransport:
             request_kwargs=dict(request_kwargs or {}),
             link_estimate=self._settings.link_estimate,
         )
+        if read_from_end:  # a parquet file: pyarrow's reads span several GETs, handed out as one view
+            self._requests.receive_in_place()
         # The object's first bytes, received by the GET that told us its size (or its last).
         self._first_bytes = ChunkRun()
         if known_tail is not None and version_id is None:

@@ -19,6 +19,11 @@ land in memory the last read warmed; a body none holds gets a new buffer in
 place of unused ones (as many bytes of them are dropped), so the pool holds
 little more than the most that was in use at once.
 
+A parquet file's bodies land in its arena instead (``in_place.py``): an
+anonymous map of the object's size, kept here as well once no view of it is
+left, so that the next file's bodies land on pages already in place
+(``take_map``). A map counts at its length, as a buffer does.
+
 Whether a buffer is still in use is its reference count: every view of a
 ``bytearray`` (``memoryview``, its slices, a numpy or pyarrow buffer made
 from one) keeps the ``bytearray`` referenced, so a count back to the pool's
@@ -29,12 +34,14 @@ new buffer, as it would without the pool.
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import platform
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 SMALLEST = 256 * 1024
 """Bodies shorter than this get a buffer of their own: malloc serves them from its heap, whose pages stay."""
@@ -46,6 +53,8 @@ KEEP_IDLE_AT_MOST = 256 * 1024 * 1024
 IDLE_FOR_AT_MOST = 1.0
 """Seconds a buffer stays unused before it is dropped."""
 
+_B = TypeVar("_B", bytearray, mmap.mmap)
+
 _COUNTS_REFERENCES = platform.python_implementation() == "CPython"
 
 
@@ -54,7 +63,7 @@ class _Kept:
 
     __slots__ = ("buffer", "idle_since")
 
-    def __init__(self, buffer: bytearray) -> None:
+    def __init__(self, buffer: bytearray | mmap.mmap) -> None:
         self.buffer = buffer
         self.idle_since: float | None = None
 
@@ -64,7 +73,7 @@ class _Kept:
 
 def _free_references() -> int:
     """The count a buffer shows when only its ``_Kept`` holds it, measured as ``in_use`` measures it."""
-    probe = _Kept(bytearray(1))
+    probe = _Kept(bytearray(1))  # a map shows the same count: the measure is of the object, whatever its type
     return sys.getrefcount(probe.buffer)
 
 
@@ -98,21 +107,33 @@ class ReceiveBuffers:
         """A writable view of ``length`` bytes (their content undefined) for a body to be received into."""
         if length < SMALLEST or not _COUNTS_REFERENCES:
             return memoryview(bytearray(length))
+        grain = _grain(length)
+        buffer = self._take_kept(length, bytearray, -(-length // grain) * grain, bytearray)
+        # a view made while the pool's reference is not the only one: no other body can get the buffer meanwhile
+        return memoryview(buffer)[:length]
+
+    def take_map(self, length: int) -> mmap.mmap:
+        """An anonymous, private map of ``length`` bytes (a page multiple) for an arena; its content undefined."""
+        if not _COUNTS_REFERENCES:
+            return new_map(length)
+        return self._take_kept(length, mmap.mmap, length, new_map)
+
+    def _take_kept(self, length: int, kind: type[_B], capacity: int, make: Callable[[int], _B]) -> _B:
+        """An unused ``kind`` that holds ``length`` bytes, or a new one of ``capacity`` made in place of unused ones."""
         with self._lock:
             self._notice_unused(self._clock())
-            kept = self._fitting(length)
+            kept = self._fitting(length, kind)
             if kept is None:
-                grain = _grain(length)
-                capacity = -(-length // grain) * grain
                 self._make_room(capacity)
-                kept = _Kept(bytearray(capacity))
+                kept = _Kept(make(capacity))
                 self._kept.append(kept)
             else:
                 kept.idle_since = None
                 self.reused += 1
-            view = memoryview(kept.buffer)[:length]
+            taken = kept.buffer
         self._sweep_later()
-        return view
+        assert isinstance(taken, kind)
+        return taken
 
     def kept_idle(self) -> int:
         """Bytes of buffers unused now, kept for the next bodies."""
@@ -125,15 +146,17 @@ class ReceiveBuffers:
         with self._lock:
             return sum(len(kept.buffer) for kept in self._kept)
 
-    def _fitting(self, length: int) -> _Kept | None:
-        """The smallest unused buffer that holds ``length`` bytes, if at most twice as long.
+    def _fitting(self, length: int, kind: type) -> _Kept | None:
+        """The smallest unused buffer of ``kind`` that holds ``length`` bytes, if at most twice as long.
 
         Its pages are in memory already: serving a shorter body costs no more
         memory than leaving it unused, and the parts of one read vary in
         length from one read to the next (they are cut as the reads come).
         """
         fitting = [
-            kept for kept in self._kept if kept.idle_since is not None and length <= len(kept.buffer) <= 2 * length
+            kept
+            for kept in self._kept
+            if kept.idle_since is not None and type(kept.buffer) is kind and length <= len(kept.buffer) <= 2 * length
         ]
         return min(fitting, key=lambda kept: len(kept.buffer), default=None)
 
@@ -205,6 +228,15 @@ class ReceiveBuffers:
         """In a forked child: the parent's lock may have been held at the fork, and its loop is not this one."""
         self._lock = threading.Lock()
         self._sweep_loop = None
+
+
+_MAP_NORESERVE = 0x4000 if sys.platform.startswith("linux") else 0
+"""Linux's flag (Python 3.11's ``mmap`` does not name it): the map's length is address space, not memory."""
+
+
+def new_map(length: int) -> mmap.mmap:
+    """A private anonymous map: its pages take memory as they are first written."""
+    return mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
 
 
 RECEIVE_BUFFERS = ReceiveBuffers()
