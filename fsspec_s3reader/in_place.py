@@ -12,20 +12,27 @@ and ``one_view`` hands them out as one view::
     arena     [.....][part a.........][part b.......][.....][range c....]
     a read                   [.................]  -> one view, no copy
 
-Every view is cut from a *region*, a ``ctypes`` array over some of the
-arena's pages, and any view of a view (a slice, pyarrow's buffer, numpy's
-array) keeps its region alive. A page that no live region covers is free.
-Free pages stay in place for a while: once the last view of the arena is
-gone and its file closed, the whole map goes to the receive pool, and the
-next file's bodies land on pages already in memory (a page faulting in
-costs as much CPU as receiving it). They are given back to the system
-(``MADV_DONTNEED``; they read as zeros until written again) after
-``WARM_FOR_AT_MOST`` seconds, or at once while the free pages of every
-arena together exceed ``KEEP_WARM_AT_MOST`` bytes (a reader streaming
-through a large file drops what it has read), as the pool does with its
-unused buffers.
+Every view is cut from a *region*, a ``ctypes`` array over whole pages of
+the map, and any view of a view (a slice, pyarrow's buffer, numpy's array)
+keeps its region alive; a weak reference tells when the last one is gone.
+A page no live region covers is free, and stays in place a while: when no
+region of an arena is left, its map goes to the receive pool, and the next
+file's bodies land on pages already in memory (a page faulting in costs as
+much CPU as receiving it). Free pages, and the pages a map brought from the
+pool, are given back to the system (``MADV_DONTNEED``; they read as zeros
+until written again) after ``WARM_FOR_AT_MOST`` seconds unless a region
+covers them again; free pages go back at once while those of every arena
+together exceed ``KEEP_WARM_AT_MOST`` bytes (a reader streaming through a
+large file drops what it has read).
 
-A region spans whole pages, its length rounded up to one of a few sizes (at
+A region may die in any thread, in the middle of anything (a collection
+runs where it allocates): its death is only queued, and whoever holds the
+arena's lock, or takes it next, frees its pages. One limit follows from
+CPython collecting cycles: a finalizer (``__del__``) of a cycle that holds
+a view runs after the view's region was found dead, and may see its pages
+given back (zeros) once they have been free ``WARM_FOR_AT_MOST`` seconds.
+
+A region's length is rounded up to one of eight steps per power of two (at
 most an eighth longer), so that ``ctypes`` makes few array types.
 """
 
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import mmap
 import os
 import sys
@@ -43,6 +51,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from .protocol import Chunk
+
+logger = logging.getLogger(__name__)
 
 PAGE = mmap.PAGESIZE
 
@@ -56,17 +66,7 @@ KEEP_WARM_AT_MOST = 256 * 1024 * 1024
 """Bytes of free pages the arenas of the process keep together; beyond them, free pages go back at once."""
 
 WARM_FOR_AT_MOST = 1.0
-"""Seconds an arena keeps a free page."""
-
-_warm_lock = threading.Lock()
-_warm_bytes = [0]
-"""Bytes of free pages all arenas keep."""
-
-
-def _count_warm(change: int) -> int:
-    with _warm_lock:
-        _warm_bytes[0] += change
-        return _warm_bytes[0]
+"""Seconds a free page (or one a map brought from the pool) stays in place uncovered."""
 
 
 def region_length(length: int) -> int:
@@ -89,18 +89,17 @@ class ObjectArena:
         self.size = size
         self._take_map = take_map
         self._map: mmap.mmap | None = None  # held while a region lives: then the pool may hand it out again
-        # A region may die in any thread, also in one that holds the lock (a collection run inside it): its
-        # death is queued, and whoever holds the lock, or takes it next, frees its pages.
         self._lock = threading.Lock()
-        self._dead: deque[int] = deque()
+        self._dead: deque[int] = deque()  # regions found dead, their pages not yet freed
         self._regions: dict[int, tuple[int, int, weakref.ref[ctypes.Array[ctypes.c_char]]]] = {}
         self._next_token = 0
-        self._warm: list[tuple[int, int]] = []  # free pages kept, as they were freed
-        self._warm_since: float | None = None  # when the first of them was freed
-        self._warm_bytes = 0
+        self._warm: list[tuple[float, int, int, bool]] = []
+        """Pages in place that no region may cover: (since, start, end, freed here, not brought from the pool)."""
+        self.warm_freed = 0
+        """Bytes of pages freed here and kept in place (what counts against ``KEEP_WARM_AT_MOST``)."""
         self.pages_given_back = 0
         """Pages returned to the system (for tests)."""
-        _ARENAS.add(self)
+        _SWEEPER.add(self)
 
     def receive(self, start: int, end: int) -> memoryview:
         """A writable view of ``[start, end)``, for a GET's body to be received into."""
@@ -111,31 +110,40 @@ class ObjectArena:
         return self._view(start, end).toreadonly()
 
     def regions_alive(self) -> int:
+        self._drain()
+        return len(self._regions)
+
+    def give_back_stale(self, now: float) -> None:
+        """Give back the pages kept in place ``WARM_FOR_AT_MOST`` seconds that no region covers (the sweeper's)."""
         with self._lock:
-            return len(self._regions)
+            self._give_back_warm(lambda since, _: now - since >= WARM_FOR_AT_MOST)
+        self._drain()
 
     def _view(self, start: int, end: int) -> memoryview:
         if not 0 <= start <= end <= self.size:
             raise ValueError(f"[{start}, {end}) is not within an object of {self.size} bytes")
+        _SWEEPER.ensure_running()
         low = start - start % PAGE
         length = region_length(end - low)
         with self._lock:  # the map is taken, and a region of it counted, at once: it is never let go in between
             if self._map is None:
                 self._map = self._take_map(region_length(self.size))
+                self._warm.append((time.monotonic(), 0, len(self._map), False))  # pages an earlier object wrote
             low = max(0, min(low, len(self._map) - length))  # near the end: the region reaches back instead
             region = (ctypes.c_char * length).from_buffer(self._map, low)
             region.arena = self  # type: ignore[attr-defined]  # what ``one_view`` recognises its views by
             token = self._next_token
             self._next_token += 1
             self._regions[token] = (low, low + length, weakref.ref(region, functools.partial(self._died, token)))
-        self._free_dead()
+        self._drain()
         return memoryview(region).cast("B")[start - low : end - low]
 
     def _died(self, token: int, _: object) -> None:
         self._dead.append(token)
-        self._free_dead()
+        self._drain()
 
-    def _free_dead(self) -> None:
+    def _drain(self) -> None:
+        """Free the pages of the regions found dead, unless another holds the lock (it drains when it lets go)."""
         while self._dead and self._lock.acquire(blocking=False):
             try:
                 while self._dead:
@@ -146,44 +154,33 @@ class ObjectArena:
     def _free(self, token: int) -> None:
         """A region's last view is gone: its pages no other live region covers are free (under the lock)."""
         low, high, _ = self._regions.pop(token)
-        if not self._regions:  # the map, its pages in place, goes back to the pool, which keeps it a while
+        if not self._regions:  # the map, its pages in place, goes to the pool, which keeps it a while
             self._map = None
-            self._forget_warm()
+            self._warm = []
+            self.warm_freed = 0
             return
         free = self._uncovered(low, high)
-        freed = sum(end - start for start, end in free)
-        if not freed:
+        if not free:
             return
-        self._warm.extend(free)
-        self._warm_bytes += freed
-        if _count_warm(freed) > KEEP_WARM_AT_MOST:
-            self._give_back_warm()
-        elif self._warm_since is None:
-            self._warm_since = time.monotonic()
-            _SWEEPER.watch(self)
+        now = time.monotonic()
+        self._warm.extend((now, start, end, True) for start, end in free)
+        self.warm_freed += sum(end - start for start, end in free)
+        if sum(arena.warm_freed for arena in _SWEEPER.arenas()) > KEEP_WARM_AT_MOST:
+            self._give_back_warm(lambda _, freed_here: freed_here)
 
-    def give_back_if_stale(self, now: float) -> bool:
-        """Give back the free pages once kept ``WARM_FOR_AT_MOST``; True while some still wait for that."""
-        with self._lock:
-            if self._warm_since is None:
-                return False
-            if now - self._warm_since < WARM_FOR_AT_MOST:
-                return True
-            self._give_back_warm()
-            return False
-
-    def _give_back_warm(self) -> None:
-        """Give back the free pages kept (those a region has covered again since stay: under the lock)."""
-        for start, end in self._warm:
+    def _give_back_warm(self, due: Callable[[float, bool], bool]) -> None:
+        """Give back the kept pages ``due(since, freed_here)`` says, those a region covers again excepted."""
+        kept = []
+        for since, start, end, freed_here in self._warm:
+            if not due(since, freed_here):
+                kept.append((since, start, end, freed_here))
+                continue
+            assert self._map is not None  # kept pages are of a map some region holds
             for free_start, free_end in self._uncovered(start, end):
-                self._give_back(free_start, free_end)
-        self._forget_warm()
-
-    def _forget_warm(self) -> None:
-        self._warm = []
-        self._warm_since = None
-        _count_warm(-self._warm_bytes)
-        self._warm_bytes = 0
+                self._map.madvise(mmap.MADV_DONTNEED, free_start, free_end - free_start)
+                self.pages_given_back += (free_end - free_start) // PAGE
+        self._warm = kept
+        self.warm_freed = sum(end - start for _, start, end, freed_here in kept if freed_here)
 
     def _uncovered(self, low: int, high: int) -> list[tuple[int, int]]:
         """The page spans of ``[low, high)`` that no live region covers."""
@@ -200,64 +197,68 @@ class ObjectArena:
             free.append((at, high))
         return free
 
-    def _give_back(self, start: int, end: int) -> None:
-        assert self._map is not None  # free pages are of a map some region still holds
-        self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
-        self.pages_given_back += (end - start) // PAGE
-
     def _renew_lock(self) -> None:
         self._lock = threading.Lock()
 
 
 class _Sweeper:
-    """One daemon thread that gives back, after a while, the free pages of closed arenas that views still hold."""
+    """The arenas of the process, and one daemon thread that gives back their stale pages while any exists.
+
+    Nothing here is called from a region's death (its callback only queues
+    it), so its lock is never waited for where a collection may have run.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._watched: weakref.WeakSet[ObjectArena] = weakref.WeakSet()
-        self._running = False
+        # by a number of their own; a dict's copy is one step that no other thread interrupts, a WeakSet's is not
+        self._arenas: dict[int, weakref.ref[ObjectArena]] = {}
+        self._added = 0
+        self._thread: threading.Thread | None = None
 
-    def watch(self, arena: ObjectArena) -> None:
+    def add(self, arena: ObjectArena) -> None:
+        with self._lock:  # with the thread's check that none is left: it never ends just after an arena came
+            key = self._added
+            self._added += 1
+            self._arenas[key] = weakref.ref(arena, lambda _: self._arenas.pop(key, None))
+
+    def arenas(self) -> list[ObjectArena]:
+        return [arena for ref in list(self._arenas.values()) if (arena := ref()) is not None]
+
+    def ensure_running(self) -> None:
+        if self._thread is not None:
+            return
         with self._lock:
-            self._watched.add(arena)
-            if self._running:
+            if self._thread is not None:
                 return
-            self._running = True
-        threading.Thread(target=self._run, name="fsspec_s3reader-arena-sweeper", daemon=True).start()
+            thread = threading.Thread(target=self._run, name="fsspec_s3reader-arena-sweeper", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError as exc:  # no thread to be had (at interpreter exit): pages go back as maps close
+                logger.debug("no sweeper for the arenas' free pages: %s", exc)
+                return
+            self._thread = thread
 
     def _run(self) -> None:
         while True:
             time.sleep(WARM_FOR_AT_MOST / 2)
+            for arena in self.arenas():
+                arena.give_back_stale(time.monotonic())
             with self._lock:
-                watched = list(self._watched)
-            waiting = [arena for arena in watched if arena.give_back_if_stale(time.monotonic())]
-            with self._lock:
-                for arena in watched:
-                    if arena not in waiting:
-                        self._watched.discard(arena)
-                if not self._watched:
-                    self._running = False
+                if not self._arenas:
+                    self._thread = None
                     return
 
     def start_over_after_fork(self) -> None:
+        """In a forked child: the thread did not come along; the next arena's use starts another."""
         self._lock = threading.Lock()
-        self._running = False  # the thread did not come along
-        for arena in list(self._watched):
-            self._watched.discard(arena)
-            self.watch(arena)
+        self._thread = None
+        for arena in self.arenas():
+            arena._renew_lock()
 
 
-_ARENAS: weakref.WeakSet[ObjectArena] = weakref.WeakSet()
 _SWEEPER = _Sweeper()
 
-
-def _start_over_after_fork() -> None:
-    for arena in list(_ARENAS):
-        arena._renew_lock()
-    _SWEEPER.start_over_after_fork()
-
-
-os.register_at_fork(after_in_child=_start_over_after_fork)
+os.register_at_fork(after_in_child=_SWEEPER.start_over_after_fork)
 
 
 def one_view(pieces: Sequence[Chunk], start: int) -> memoryview | None:

@@ -134,6 +134,8 @@ class ObjectRequests:
         info = self.info
         if not self._lands_in_place or info is None or info.size < SMALLEST or end > info.size:
             return None
+        if not (self._pinned_etag or self._pinned_version or self._version_id):
+            return None  # no version to pin: a later GET of the same bytes could write others under a view
         if self._arena is None or self._arena.size != info.size:
             self._arena = ObjectArena(info.size, RECEIVE_BUFFERS.take_map)
         try:

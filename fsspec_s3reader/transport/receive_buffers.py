@@ -230,8 +230,11 @@ class ReceiveBuffers:
         self._sweep_loop = None
 
 
-_MAP_NORESERVE = 0x4000 if sys.platform.startswith("linux") else 0
-"""Linux's flag (Python 3.11's ``mmap`` does not name it): the map's length is address space, not memory."""
+_MAP_NORESERVE = getattr(
+    mmap, "MAP_NORESERVE", 0x4000 if sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64") else 0
+)
+"""Linux's flag (Python 3.11's ``mmap`` does not name it; its value differs between architectures): the
+map's length is address space, not memory."""
 
 
 def new_map(length: int) -> mmap.mmap:
