@@ -19,18 +19,21 @@ A page no live region covers is free, and stays in place a while: when no
 region of an arena is left, its map goes to the receive pool, and the next
 file's bodies land on pages already in memory (a page faulting in costs as
 much CPU as receiving it). Free pages, and the pages a map brought from the
-pool, are given back to the system (``MADV_DONTNEED``; they read as zeros
-until written again) after ``WARM_FOR_AT_MOST`` seconds unless a region
-covers them again; free pages go back at once while those of every arena
-together exceed ``KEEP_WARM_AT_MOST`` bytes (a reader streaming through a
-large file drops what it has read).
+pool, are given back to the system after ``WARM_FOR_AT_MOST`` seconds unless
+a region covers them again; free pages go back at once while those of every
+arena together exceed ``KEEP_WARM_AT_MOST`` bytes (a reader streaming
+through a large file drops what it has read). Given back lazily where the
+system can (``MADV_FREE``, as allocators do: the kernel takes them when it
+needs memory, until then they count in the resident size, and a write finds
+them in place without a fault), else at once (``MADV_DONTNEED``).
 
 A region may die in any thread, in the middle of anything (a collection
 runs where it allocates): its death is only queued, and whoever holds the
 arena's lock, or takes it next, frees its pages. One limit follows from
 CPython collecting cycles: a finalizer (``__del__``) of a cycle that holds
 a view runs after the view's region was found dead, and may see its pages
-given back (zeros) once they have been free ``WARM_FOR_AT_MOST`` seconds.
+given back (and, once the kernel took them, zeros) after they have been
+free ``WARM_FOR_AT_MOST`` seconds.
 
 A region's length is rounded up to one of eight steps per power of two (at
 most an eighth longer), so that ``ctypes`` makes few array types.
@@ -58,6 +61,10 @@ PAGE = mmap.PAGESIZE
 
 IN_PLACE = hasattr(mmap, "MADV_DONTNEED") and sys.platform.startswith("linux")
 """Where pages can be given back one by one; elsewhere every body gets a buffer of its own."""
+
+_GIVE_BACK = getattr(mmap, "MADV_FREE", getattr(mmap, "MADV_DONTNEED", 0))
+"""How free pages are given back: lazily where the system can (the kernel takes them when it needs memory; a
+write before that finds them in place), at once elsewhere."""
 
 SMALLEST = 1024 * 1024
 """Objects smaller than this get no arena: joining their reads costs little, and their maps would be many."""
@@ -177,7 +184,7 @@ class ObjectArena:
                 continue
             assert self._map is not None  # kept pages are of a map some region holds
             for free_start, free_end in self._uncovered(start, end):
-                self._map.madvise(mmap.MADV_DONTNEED, free_start, free_end - free_start)
+                self._map.madvise(_GIVE_BACK, free_start, free_end - free_start)
                 self.pages_given_back += (free_end - free_start) // PAGE
         self._warm = kept
         self.warm_freed = sum(end - start for _, start, end, freed_here in kept if freed_here)

@@ -22,7 +22,9 @@ little more than the most that was in use at once.
 A parquet file's bodies land in its arena instead (``in_place.py``): an
 anonymous map of the object's size, kept here as well once no view of it is
 left, so that the next file's bodies land on pages already in place
-(``take_map``). A map counts at its length, as a buffer does.
+(``take_map``). A map counts at its length, as a buffer does, until it has
+sat unused ``IDLE_FOR_AT_MOST``: then its pages are freed lazily and it is
+kept a while longer, uncounted (``LAZY_MAPS_KEPT_FOR``, ``LAZY_MAPS_KEPT``).
 
 Whether a buffer is still in use is its reference count: every view of a
 ``bytearray`` (``memoryview``, its slices, a numpy or pyarrow buffer made
@@ -51,7 +53,15 @@ the body: it can then serve a body of a slightly different length later, and was
 KEEP_IDLE_AT_MOST = 256 * 1024 * 1024
 """Bytes of unused buffers kept for the next bodies (as much as one file's fetch-ahead budget holds by default)."""
 IDLE_FOR_AT_MOST = 1.0
-"""Seconds a buffer stays unused before it is dropped."""
+"""Seconds a buffer stays unused before it is dropped (a map: before its pages are freed lazily)."""
+LAZY_MAPS_KEPT_FOR = 30.0
+"""Seconds an unused map whose pages were freed lazily is kept (the next file's bodies still land on them)."""
+LAZY_MAPS_KEPT = 4
+"""Unused maps whose pages were freed lazily kept at most (the most recently used)."""
+
+_LAZY_FREE = getattr(mmap, "MADV_FREE", None)
+"""Pages freed lazily: the kernel takes them when it needs memory (until then they count in the resident size),
+and a write before that finds them in place, without a fault (allocators free their unused pages so)."""
 
 _B = TypeVar("_B", bytearray, mmap.mmap)
 
@@ -61,11 +71,12 @@ _COUNTS_REFERENCES = platform.python_implementation() == "CPython"
 class _Kept:
     """A buffer of the pool, and since when it has been unused (None while a view of it lives)."""
 
-    __slots__ = ("buffer", "idle_since")
+    __slots__ = ("buffer", "idle_since", "lazily_freed")
 
     def __init__(self, buffer: bytearray | mmap.mmap) -> None:
         self.buffer = buffer
         self.idle_since: float | None = None
+        self.lazily_freed = False  # a map whose pages the kernel may take: no longer counted against the cap
 
     def in_use(self) -> bool:
         return sys.getrefcount(self.buffer) > _FREE_REFERENCES
@@ -129,6 +140,7 @@ class ReceiveBuffers:
                 self._kept.append(kept)
             else:
                 kept.idle_since = None
+                kept.lazily_freed = False
                 self.reused += 1
             taken = kept.buffer
         self._sweep_later()
@@ -161,7 +173,13 @@ class ReceiveBuffers:
         return min(fitting, key=lambda kept: len(kept.buffer), default=None)
 
     def _notice_unused(self, now: float) -> None:
-        """Mark the buffers no view refers to any more; drop those unused too long, then the oldest beyond the cap."""
+        """Mark the buffers no view refers to any more; drop those unused too long, then the oldest beyond the cap.
+
+        A map is not dropped then but its pages freed lazily, and it is kept
+        a while longer (``LAZY_MAPS_KEPT_FOR``, ``LAZY_MAPS_KEPT``): a scan
+        that reads a parquet file every few seconds has its bodies land on
+        pages the kernel has not taken back, as an allocator's would.
+        """
         for kept in self._kept:
             if kept.idle_since is None and not kept.in_use():
                 kept.idle_since = now
@@ -172,10 +190,21 @@ class ReceiveBuffers:
         )
         dropped: set[_Kept] = set()
         idle_bytes = 0
+        lazy = 0
         for kept in idle:  # the most recently used first
             assert kept.idle_since is not None
-            idle_bytes += len(kept.buffer)
-            if now - kept.idle_since > self._idle_for_at_most or idle_bytes > self._keep_idle_at_most:
+            if not kept.lazily_freed:
+                idle_bytes += len(kept.buffer)
+                if now - kept.idle_since <= self._idle_for_at_most and idle_bytes <= self._keep_idle_at_most:
+                    continue
+                idle_bytes -= len(kept.buffer)
+                if not isinstance(kept.buffer, mmap.mmap) or _LAZY_FREE is None:
+                    dropped.add(kept)
+                    continue
+                kept.buffer.madvise(_LAZY_FREE)
+                kept.lazily_freed = True
+            lazy += 1
+            if now - kept.idle_since > LAZY_MAPS_KEPT_FOR or lazy > LAZY_MAPS_KEPT:
                 dropped.add(kept)
         self._drop(dropped)
 
@@ -189,7 +218,8 @@ class ReceiveBuffers:
         without the pool, 537 MiB).
         """
         idle = sorted(
-            (kept for kept in self._kept if kept.idle_since is not None), key=lambda kept: kept.idle_since or 0
+            (kept for kept in self._kept if kept.idle_since is not None and not kept.lazily_freed),
+            key=lambda kept: kept.idle_since or 0,
         )
         dropped: set[_Kept] = set()
         for kept in idle:
