@@ -22,10 +22,11 @@ much CPU as receiving it). Free pages, and the pages a map brought from the
 pool, are given back to the system after ``WARM_FOR_AT_MOST`` seconds unless
 a region covers them again; free pages go back at once while those of every
 arena together exceed ``KEEP_WARM_AT_MOST`` bytes (a reader streaming
-through a large file drops what it has read). Given back lazily where the
-system can (``MADV_FREE``, as allocators do: the kernel takes them when it
-needs memory, until then they count in the resident size, and a write finds
-them in place without a fault), else at once (``MADV_DONTNEED``).
+through a large file drops what it has read). After the wait they go back
+lazily where the system can (``MADV_FREE``, as allocators do: the kernel
+takes them when it needs memory, until then they count in the resident
+size, and a write finds them in place without a fault); beyond the cap, at
+once (``MADV_DONTNEED``), so that a long read's resident size stays bounded.
 
 A region may die in any thread, in the middle of anything (a collection
 runs where it allocates): its death is only queued, and whoever holds the
@@ -62,9 +63,27 @@ PAGE = mmap.PAGESIZE
 IN_PLACE = hasattr(mmap, "MADV_DONTNEED") and sys.platform.startswith("linux")
 """Where pages can be given back one by one; elsewhere every body gets a buffer of its own."""
 
-_GIVE_BACK = getattr(mmap, "MADV_FREE", getattr(mmap, "MADV_DONTNEED", 0))
-"""How free pages are given back: lazily where the system can (the kernel takes them when it needs memory; a
-write before that finds them in place), at once elsewhere."""
+
+def _lazy_free() -> int | None:
+    """``MADV_FREE`` where the kernel takes it (Python may name it where a kernel older than 4.5 refuses it)."""
+    advice = getattr(mmap, "MADV_FREE", None)
+    if advice is None:
+        return None
+    probe = mmap.mmap(-1, PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        probe.madvise(advice)
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return int(advice)
+
+
+LAZY_FREE = _lazy_free() if IN_PLACE else None
+"""Pages freed lazily, as allocators free theirs: the kernel takes them when it needs memory (until then they
+count in the resident size), and a write before that finds them in place, without a fault. None where unknown."""
+
+_AT_ONCE = getattr(mmap, "MADV_DONTNEED", 0)
 
 SMALLEST = 1024 * 1024
 """Objects smaller than this get no arena: joining their reads costs little, and their maps would be many."""
@@ -123,7 +142,7 @@ class ObjectArena:
     def give_back_stale(self, now: float) -> None:
         """Give back the pages kept in place ``WARM_FOR_AT_MOST`` seconds that no region covers (the sweeper's)."""
         with self._lock:
-            self._give_back_warm(lambda since, _: now - since >= WARM_FOR_AT_MOST)
+            self._give_back_warm(lambda since, _: now - since >= WARM_FOR_AT_MOST, LAZY_FREE or _AT_ONCE)
         self._drain()
 
     def _view(self, start: int, end: int) -> memoryview:
@@ -173,10 +192,10 @@ class ObjectArena:
         self._warm.extend((now, start, end, True) for start, end in free)
         self.warm_freed += sum(end - start for start, end in free)
         if sum(arena.warm_freed for arena in _SWEEPER.arenas()) > KEEP_WARM_AT_MOST:
-            self._give_back_warm(lambda _, freed_here: freed_here)
+            self._give_back_warm(lambda _, freed_here: freed_here, _AT_ONCE)
 
-    def _give_back_warm(self, due: Callable[[float, bool], bool]) -> None:
-        """Give back the kept pages ``due(since, freed_here)`` says, those a region covers again excepted."""
+    def _give_back_warm(self, due: Callable[[float, bool], bool], advice: int) -> None:
+        """Give back (``advice``) the kept pages ``due(since, freed_here)`` names, those covered again excepted."""
         kept = []
         for since, start, end, freed_here in self._warm:
             if not due(since, freed_here):
@@ -184,7 +203,7 @@ class ObjectArena:
                 continue
             assert self._map is not None  # kept pages are of a map some region holds
             for free_start, free_end in self._uncovered(start, end):
-                self._map.madvise(_GIVE_BACK, free_start, free_end - free_start)
+                self._map.madvise(advice, free_start, free_end - free_start)
                 self.pages_given_back += (free_end - free_start) // PAGE
         self._warm = kept
         self.warm_freed = sum(end - start for _, start, end, freed_here in kept if freed_here)
@@ -248,12 +267,15 @@ class _Sweeper:
     def _run(self) -> None:
         while True:
             time.sleep(WARM_FOR_AT_MOST / 2)
-            for arena in self.arenas():
-                arena.give_back_stale(time.monotonic())
+            self._sweep()  # in a call of its own: no name here keeps an arena alive
             with self._lock:
                 if not self._arenas:
                     self._thread = None
                     return
+
+    def _sweep(self) -> None:
+        for arena in self.arenas():
+            arena.give_back_stale(time.monotonic())
 
     def start_over_after_fork(self) -> None:
         """In a forked child: the thread did not come along; the next arena's use starts another."""

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import mmap
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from fsspec_s3reader import S3ReaderFileSystem
+from fsspec_s3reader.in_place import LAZY_FREE
 from fsspec_s3reader.transport.receive_buffers import (
-    LAZY_MAPS_KEPT,
     LAZY_MAPS_KEPT_FOR,
     RECEIVE_BUFFERS,
     SMALLEST,
@@ -126,26 +125,37 @@ def test_unused_buffers_are_dropped_after_a_while_and_beyond_the_cap() -> None:
     del view
 
 
-@pytest.mark.skipif(not hasattr(mmap, "MADV_FREE"), reason="pages are freed lazily only where the system can")
+@pytest.mark.skipif(LAZY_FREE is None, reason="pages are freed lazily only where the system can")
 def test_an_unused_map_has_its_pages_freed_lazily_and_is_kept_a_while_longer() -> None:
     clock = Clock()
-    pool = ReceiveBuffers(keep_idle_at_most=64 * MiB, idle_for_at_most=1.0, clock=clock)
-    maps = [pool.take_map(8 * MiB) for _ in range(LAZY_MAPS_KEPT + 1)]
-    maps[0][:4] = b"abcd"
+    pool = ReceiveBuffers(keep_idle_at_most=32 * MiB, idle_for_at_most=1.0, clock=clock)
+    maps = [pool.take_map(8 * MiB) for _ in range(5)]
     del maps
-    assert pool.kept_idle() == (LAZY_MAPS_KEPT + 1) * 8 * MiB
-    clock.now = 2.0  # past the second a buffer is kept: the maps stay, freed lazily, beyond the cap's count
-    assert pool.kept_idle() == LAZY_MAPS_KEPT * 8 * MiB  # at most that many
-    assert pool.take(2 * MiB) is not None and pool.kept() >= LAZY_MAPS_KEPT * 8 * MiB  # not dropped to make room
+    assert pool.kept_idle() == 40 * MiB  # beyond the cap the oldest is freed lazily at once, and kept
+    clock.now = 2.0  # past the second a buffer is kept: the maps stay, freed lazily, up to the cap's bytes again
+    assert pool.kept_idle() == 32 * MiB
+    view = pool.take(2 * MiB)  # a body's buffer: no map is dropped to make room for it
+    assert pool.kept() == 34 * MiB
     again = pool.take_map(8 * MiB)  # a file read seconds later lands on pages the kernel may not have taken
     assert pool.reused == 1
-    del again
+    del again, view
     pool.kept_idle()  # unused since 2.0
     clock.now = 3.5
     assert pool.kept_idle() >= 8 * MiB  # freed lazily, kept
     clock.now = 2.0 + LAZY_MAPS_KEPT_FOR + 0.5
     pool.kept_idle()
     assert pool.kept() == 0
+
+
+def test_beyond_the_cap_the_oldest_unused_buffers_go_whatever_their_length() -> None:
+    pool = ReceiveBuffers(keep_idle_at_most=5 * MiB, idle_for_at_most=1.0)
+    oldest, middle, newest = pool.take(1 * MiB), pool.take(2 * MiB), pool.take(4 * MiB)
+    del oldest
+    pool.kept_idle()
+    del middle
+    pool.kept_idle()
+    del newest
+    assert pool.kept_idle() == 4 * MiB  # the newest fits; after it, the middle would not, nor anything older
 
 
 def test_unused_buffers_go_back_without_further_bodies_on_the_loop_that_took_them() -> None:

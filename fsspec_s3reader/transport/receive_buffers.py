@@ -24,7 +24,7 @@ anonymous map of the object's size, kept here as well once no view of it is
 left, so that the next file's bodies land on pages already in place
 (``take_map``). A map counts at its length, as a buffer does, until it has
 sat unused ``IDLE_FOR_AT_MOST``: then its pages are freed lazily and it is
-kept a while longer, uncounted (``LAZY_MAPS_KEPT_FOR``, ``LAZY_MAPS_KEPT``).
+kept a while longer (``LAZY_MAPS_KEPT_FOR``), counted apart.
 
 Whether a buffer is still in use is its reference count: every view of a
 ``bytearray`` (``memoryview``, its slices, a numpy or pyarrow buffer made
@@ -45,6 +45,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from ..in_place import LAZY_FREE
+
 SMALLEST = 256 * 1024
 """Bodies shorter than this get a buffer of their own: malloc serves them from its heap, whose pages stay."""
 GRAIN_SHARE = 8
@@ -55,13 +57,8 @@ KEEP_IDLE_AT_MOST = 256 * 1024 * 1024
 IDLE_FOR_AT_MOST = 1.0
 """Seconds a buffer stays unused before it is dropped (a map: before its pages are freed lazily)."""
 LAZY_MAPS_KEPT_FOR = 30.0
-"""Seconds an unused map whose pages were freed lazily is kept (the next file's bodies still land on them)."""
-LAZY_MAPS_KEPT = 4
-"""Unused maps whose pages were freed lazily kept at most (the most recently used)."""
-
-_LAZY_FREE = getattr(mmap, "MADV_FREE", None)
-"""Pages freed lazily: the kernel takes them when it needs memory (until then they count in the resident size),
-and a write before that finds them in place, without a fault (allocators free their unused pages so)."""
+"""Seconds an unused map whose pages were freed lazily (``in_place.LAZY_FREE``) is kept: the next file's bodies
+still land on them. Such maps are kept up to ``keep_idle_at_most`` bytes of their own, the most recent first."""
 
 _B = TypeVar("_B", bytearray, mmap.mmap)
 
@@ -176,7 +173,7 @@ class ReceiveBuffers:
         """Mark the buffers no view refers to any more; drop those unused too long, then the oldest beyond the cap.
 
         A map is not dropped then but its pages freed lazily, and it is kept
-        a while longer (``LAZY_MAPS_KEPT_FOR``, ``LAZY_MAPS_KEPT``): a scan
+        a while longer (``LAZY_MAPS_KEPT_FOR``, up to as many bytes again): a scan
         that reads a parquet file every few seconds has its bodies land on
         pages the kernel has not taken back, as an allocator's would.
         """
@@ -189,23 +186,26 @@ class ReceiveBuffers:
             reverse=True,
         )
         dropped: set[_Kept] = set()
-        idle_bytes = 0
-        lazy = 0
+        idle_bytes = lazy_bytes = 0
+        over_cap = False
         for kept in idle:  # the most recently used first
             assert kept.idle_since is not None
             if not kept.lazily_freed:
                 idle_bytes += len(kept.buffer)
-                if now - kept.idle_since <= self._idle_for_at_most and idle_bytes <= self._keep_idle_at_most:
+                over_cap = over_cap or idle_bytes > self._keep_idle_at_most  # and every older one after it
+                if now - kept.idle_since <= self._idle_for_at_most and not over_cap:
                     continue
                 idle_bytes -= len(kept.buffer)
-                if not isinstance(kept.buffer, mmap.mmap) or _LAZY_FREE is None:
+                if not isinstance(kept.buffer, mmap.mmap) or LAZY_FREE is None:
                     dropped.add(kept)
                     continue
-                kept.buffer.madvise(_LAZY_FREE)
-                kept.lazily_freed = True
-            lazy += 1
-            if now - kept.idle_since > LAZY_MAPS_KEPT_FOR or lazy > LAZY_MAPS_KEPT:
+            lazy_bytes += len(kept.buffer)
+            if now - kept.idle_since > LAZY_MAPS_KEPT_FOR or lazy_bytes > self._keep_idle_at_most:
                 dropped.add(kept)
+            elif not kept.lazily_freed:
+                assert isinstance(kept.buffer, mmap.mmap) and LAZY_FREE is not None
+                kept.buffer.madvise(LAZY_FREE)
+                kept.lazily_freed = True
         self._drop(dropped)
 
     def _make_room(self, capacity: int) -> None:
