@@ -156,6 +156,9 @@ class ObjectArena:
                 self._map = self._take_map(region_length(self.size))
                 self._warm.append((time.monotonic(), 0, len(self._map), False))  # pages an earlier object wrote
             low = max(0, min(low, len(self._map) - length))  # near the end: the region reaches back instead
+            if self._warm:  # pages this region covers are no longer free (nor counted so)
+                self._warm = _outside(self._warm, low, low + length)
+                self.warm_freed = sum(end - start for _, start, end, freed_here in self._warm if freed_here)
             region = (ctypes.c_char * length).from_buffer(self._map, low)
             region.arena = self  # type: ignore[attr-defined]  # what ``one_view`` recognises its views by
             token = self._next_token
@@ -225,6 +228,20 @@ class ObjectArena:
 
     def _renew_lock(self) -> None:
         self._lock = threading.Lock()
+
+
+def _outside(spans: list[tuple[float, int, int, bool]], low: int, high: int) -> list[tuple[float, int, int, bool]]:
+    """``spans`` less what lies in ``[low, high)``."""
+    kept = []
+    for since, start, end, freed_here in spans:
+        if end <= low or high <= start:
+            kept.append((since, start, end, freed_here))
+            continue
+        if start < low:
+            kept.append((since, start, low, freed_here))
+        if high < end:
+            kept.append((since, high, end, freed_here))
+    return kept
 
 
 class _Sweeper:
