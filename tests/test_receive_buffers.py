@@ -13,6 +13,7 @@ from fsspec_s3reader import S3ReaderFileSystem
 from fsspec_s3reader.in_place import LAZY_FREE
 from fsspec_s3reader.transport.receive_buffers import (
     LAZY_MAPS_KEPT_FOR,
+    LAZY_MAPS_SHARE,
     RECEIVE_BUFFERS,
     SMALLEST,
     ReceiveBuffers,
@@ -128,14 +129,15 @@ def test_unused_buffers_are_dropped_after_a_while_and_beyond_the_cap() -> None:
 @pytest.mark.skipif(LAZY_FREE is None, reason="pages are freed lazily only where the system can")
 def test_an_unused_map_has_its_pages_freed_lazily_and_is_kept_a_while_longer() -> None:
     clock = Clock()
-    pool = ReceiveBuffers(keep_idle_at_most=32 * MiB, idle_for_at_most=1.0, clock=clock)
-    maps = [pool.take_map(8 * MiB) for _ in range(5)]
+    pool = ReceiveBuffers(keep_idle_at_most=8 * MiB, idle_for_at_most=1.0, clock=clock)
+    maps = [pool.take_map(8 * MiB) for _ in range(LAZY_MAPS_SHARE + 2)]
     del maps
-    assert pool.kept_idle() == 40 * MiB  # beyond the cap the oldest is freed lazily at once, and kept
-    clock.now = 2.0  # past the second a buffer is kept: the maps stay, freed lazily, up to the cap's bytes again
-    assert pool.kept_idle() == 32 * MiB
+    # one map within the cap; beyond it, the older ones freed lazily at once, and kept up to their own share
+    assert pool.kept_idle() == (1 + LAZY_MAPS_SHARE) * 8 * MiB
+    clock.now = 2.0  # past the second a buffer is kept: every map freed lazily, kept up to their share
+    assert pool.kept_idle() == LAZY_MAPS_SHARE * 8 * MiB
     view = pool.take(2 * MiB)  # a body's buffer: no map is dropped to make room for it
-    assert pool.kept() == 34 * MiB
+    assert pool.kept() == (LAZY_MAPS_SHARE * 8 + 2) * MiB
     again = pool.take_map(8 * MiB)  # a file read seconds later lands on pages the kernel may not have taken
     assert pool.reused == 1
     del again, view
