@@ -560,13 +560,28 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         )
 
     async def _cat_file(
-        self, path: str, version_id: str | None = None, start: int | None = None, end: int | None = None, **kwargs: Any
+        self,
+        path: str,
+        version_id: str | int | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        **kwargs: Any,
     ) -> bytes:
         """The bytes ``[start, end)`` of one object, through this filesystem's transport (no HEAD; parallel parts).
 
         What ``cat``, ``cat_ranges`` and the async readers of zarr and
         ``fsspec.parquet`` call, concurrently, for each object or range.
+        ``cat_file(path, start, end)`` reads as fsspec documents it: s3fs's
+        second parameter is the version, so a number there is the start (and
+        the next one the end), never a version ID, which is text.
         """
+        if isinstance(version_id, int):
+            if end is not None:
+                raise TypeError(
+                    f"cat_file({path!r}, {version_id!r}, {start!r}, {end!r}): too many positions; "
+                    "pass start=, end= and version_id= by name"
+                )
+            version_id, start, end = None, version_id, start
         kwargs.pop("chunksize", None), kwargs.pop("max_concurrency", None)  # s3fs's tuning: the parts are ours
         settings = self._transport_settings
         chunks = await read_range(

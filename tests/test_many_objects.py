@@ -62,6 +62,15 @@ def test_cat_file_slices_as_python_does(
     assert fs.cat_file(path, start=start, end=end) == BIG[start:end]
 
 
+def test_cat_file_takes_start_and_end_by_position_as_fsspec_documents(fs: S3ReaderFileSystem, bucket: str) -> None:
+    path = f"{bucket}/big"
+    fs.pipe_file(path, BIG)
+    assert fs.cat_file(path, 1000, 5000) == BIG[1000:5000]
+    assert fs.cat_file(path, -10) == BIG[-10:]
+    with pytest.raises(TypeError, match="by name"):
+        fs.cat_file(path, 1, 2, 3)
+
+
 def test_a_long_span_comes_as_parallel_parts_from_one_version(
     storage_options: dict, fs: S3ReaderFileSystem, bucket: str
 ) -> None:
