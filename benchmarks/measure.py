@@ -45,6 +45,9 @@ class RunResult:
     """What the counting server answered during the timed call (``RequestCounts``); on the counting server only."""
     extras: dict[str, float] | None = None
     """The trial's own numbers for this run (``Trial.extra_metrics``), read after the timed call."""
+    server_cpu_seconds: float | None = None
+    """CPU s3rver used while the driver waited for this run (loopback and link; None on the counting server):
+    the server's share of the work, told by the driver, which alone knows the server's process."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

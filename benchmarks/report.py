@@ -62,6 +62,8 @@ class Summary:
     label: str
     timings: dict[str, Timing]
     cpu_seconds: float | None
+    server_cpu_seconds: float | None
+    """s3rver's CPU during a loopback run (median): near the run's time, the server bounds it, not the client."""
     peak_rss_growth: int | None
     """Growth during a timed run in a worker that ran before (warm); None where not isolated."""
     fresh_beyond: int | None
@@ -133,6 +135,7 @@ def summarize_workload(result: WorkloadRuns) -> list[Summary]:
         peaks = [r.peak_rss_growth for r in base if r.peak_rss_growth is not None]
         server = runs.counted.server_counts if runs.counted is not None else None
         cpu = statistics.median(r.cpu_seconds for r in base) if base else None
+        server_cpus = [r.server_cpu_seconds for r in base if r.server_cpu_seconds is not None]
         requests = sum(server[f] for f in ("get_requests", "head_requests", "other_requests")) if server else 0
         summaries.append(
             Summary(
@@ -141,6 +144,7 @@ def summarize_workload(result: WorkloadRuns) -> list[Summary]:
                 label=runs.label,
                 timings=timings,
                 cpu_seconds=cpu,
+                server_cpu_seconds=statistics.median(server_cpus) if server_cpus else None,
                 peak_rss_growth=max(peaks) if peaks and runs.memory_isolated else None,
                 fresh_beyond=runs.fresh.beyond_kept if runs.fresh is not None else None,
                 get_requests=server["get_requests"] if server else None,
@@ -172,6 +176,10 @@ def _count(value: int | None) -> str:
     return str(value) if value is not None else "-"
 
 
+def _seconds(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "-"
+
+
 def _agreement(summary: Summary) -> str:
     if summary.counts_agree is None:
         return "-"
@@ -194,7 +202,8 @@ def _columns(workload: Workload) -> list[str]:
     if workload.per_request_cpu:
         cells.append("CPU ms / request")
     cells.append("beyond state dict MiB (fresh)" if workload.fresh_memory else "peak RSS Δ MiB")
-    return [*cells, *(heading for _, heading, _ in workload.extra_columns), "client CPU s", "counts agree"]
+    extra = [heading for _, heading, _ in workload.extra_columns]
+    return [*cells, *extra, "client CPU s", "s3rver CPU s", "counts agree"]
 
 
 def _header(result: WorkloadRuns) -> str:
@@ -233,7 +242,7 @@ def _row(summary: Summary, result: WorkloadRuns) -> str:
         form.format(summary.extras[metric]) if metric in summary.extras else "-"
         for metric, _, form in workload.extra_columns
     ]
-    cells += [f"{summary.cpu_seconds:.2f}" if summary.cpu_seconds is not None else "-", _agreement(summary)]
+    cells += [_seconds(summary.cpu_seconds), _seconds(summary.server_cpu_seconds), _agreement(summary)]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -561,7 +570,10 @@ def _method_lines(info: RunInfo) -> list[str]:
         "*beyond state dict MiB (fresh)*, for the DCP loads: one load in a new process that ran nothing else, its "
         "peak resident memory minus its memory before the load's target existed, minus the state dict's bytes: "
         "what the reader needs on top of the tensors it fills. A negative number there is a measuring error, and "
-        "is shown as one. *client CPU s*: user + system CPU of the worker during a timed run.",
+        "is shown as one. *client CPU s*: user + system CPU of the worker during a timed run. *s3rver CPU s*: the "
+        "server's (one Node.js process) during the same loopback run, sampled by the driver around it: where it is "
+        "close to the run's time, the server was busy the whole run, and no client fetching the same bytes in the "
+        "same requests could finish sooner.",
         "- Every run's result, timed or counted, is compared bit for bit with the stored data (regenerated from the "
         "same seed in each worker); a mismatch stops the benchmark before anything is written.",
         f"- Data: {describe_sizes(info.sizes)}.",

@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,8 @@ def selected_contenders(workload: Workload, wanted: Sequence[str] | None) -> lis
 
 
 Runners = list[tuple[Contender, Runner]]
+ServerCpu = Callable[[], float | None]
+"""s3rver's CPU seconds so far (``S3rver.cpu_seconds``): sampled around each measured run."""
 
 
 def _print_run(contender: Contender, endpoint: str, result: RunResult, note: str = "") -> None:
@@ -192,11 +194,18 @@ def _build(runners: Runners, endpoint: Endpoint) -> None:
 
 def _repeats(workload: Workload, args: argparse.Namespace) -> int:
     """Measured runs per contender: as asked, or the workload's least where it needs more to be told apart."""
-    return args.repeats if args.quick else max(args.repeats, workload.least_repeats)
+    repeats: int = args.repeats
+    return repeats if args.quick else max(repeats, workload.least_repeats)
 
 
-def _take_turns(runners: Runners, endpoint: Endpoint, repeats: int) -> dict[str, list[RunResult]]:
-    """Measured runs, one per contender per round, each round starting one contender later."""
+def _take_turns(
+    runners: Runners, endpoint: Endpoint, repeats: int, server_cpu: ServerCpu
+) -> dict[str, list[RunResult]]:
+    """Measured runs, one per contender per round, each round starting one contender later.
+
+    Each run also records the server's CPU while it ran: a trial sends
+    requests only in its timed call, so that is the server's work for it.
+    """
     runs: dict[str, list[RunResult]] = {contender.key: [] for contender, _ in runners}
     for round_number in range(repeats):
         shift = round_number % len(runners)
@@ -204,7 +213,11 @@ def _take_turns(runners: Runners, endpoint: Endpoint, repeats: int) -> dict[str,
             cap = _run_cap(contender, endpoint)
             if cap is not None and len(runs[contender.key]) >= cap:
                 continue
+            before = server_cpu()
             result = runner.run(endpoint.name)
+            after = server_cpu()
+            if before is not None and after is not None:
+                result = dataclasses.replace(result, server_cpu_seconds=after - before)
             runs[contender.key].append(result)
             _print_run(contender, endpoint.name, result)
     return runs
@@ -253,7 +266,9 @@ def timing_endpoints(ctx: Context) -> list[Endpoint]:
     return [e for e in ctx.endpoints if not e.counted]
 
 
-def run_workload(workload: Workload, ctx: Context, args: argparse.Namespace, needed_bytes: int) -> WorkloadRuns:
+def run_workload(
+    workload: Workload, ctx: Context, args: argparse.Namespace, needed_bytes: int, server_cpu: ServerCpu
+) -> WorkloadRuns:
     contenders = selected_contenders(workload, args.contenders)
     started = time.perf_counter()
     print(f"== {workload.key}: {len(contenders)} contenders", flush=True)
@@ -270,7 +285,7 @@ def run_workload(workload: Workload, ctx: Context, args: argparse.Namespace, nee
             # On every endpoint: each builds its clients anew (a filesystem, its connections, what it learned of
             # the link, its window of requests), so a second endpoint's first run would be as cold as the first's.
             warmups[endpoint.name] = _warm_up(runners, endpoint, args.warmup)
-            timed[endpoint.name] = _take_turns(runners, endpoint, _repeats(workload, args))
+            timed[endpoint.name] = _take_turns(runners, endpoint, _repeats(workload, args), server_cpu)
         counted = _count(runners, next(e for e in ctx.endpoints if e.counted))
     finally:
         for _, runner in runners:
@@ -319,8 +334,8 @@ def prepare_data(ctx: Context, workloads: list[Workload]) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def servers(args: argparse.Namespace) -> Iterator[tuple[tuple[Endpoint, ...], int]]:
-    """moto (counted), s3rver (timed) and the link before s3rver; all stopped after. Also s3rver's port."""
+def servers(args: argparse.Namespace) -> Iterator[tuple[tuple[Endpoint, ...], int, ServerCpu]]:
+    """moto (counted), s3rver (timed) and the link before s3rver; all stopped after. Also s3rver's port and CPU."""
     with contextlib.ExitStack() as stack:
         moto = start_moto()
         stack.callback(moto.stop)
@@ -332,7 +347,7 @@ def servers(args: argparse.Namespace) -> Iterator[tuple[tuple[Endpoint, ...], in
             link = LinkProxy(s3rver.port, args.link_ms, args.link_mbps)
             stack.callback(link.stop)
             endpoints.append(link_endpoint(link.endpoint_url))
-        yield tuple(endpoints), s3rver.port
+        yield tuple(endpoints), s3rver.port, s3rver.cpu_seconds
 
 
 @contextlib.contextmanager
@@ -385,13 +400,13 @@ def main(argv: Sequence[str] | None = None, invoked_as: str = "python -m benchma
     sizes = sizes_from_args(args)
     workloads = [get_workload(key) for key in args.workloads]
     try:
-        with servers(args) as (endpoints, s3rver_port), memory_folder() as local:
+        with servers(args) as (endpoints, s3rver_port, server_cpu), memory_folder() as local:
             ctx = Context(endpoints=endpoints, bucket=BUCKET, sizes=sizes, seed=args.seed, local_directory=local)
             print(f"servers: {', '.join(f'{e.name} {e.url}' for e in endpoints)}; storing the data ...", flush=True)
             needed = prepare_data(ctx, workloads)
             print(f"stored in {time.perf_counter() - started:.1f} s", flush=True)
             probe, link_probe = _probe(ctx, s3rver_port, PROBE_OBJECT_BYTES // (4 if args.quick else 1))
-            results = [run_workload(w, ctx, args, needed[w.key]) for w in workloads]
+            results = [run_workload(w, ctx, args, needed[w.key], server_cpu) for w in workloads]
     except BenchmarkFailed as failure:
         print(f"BENCHMARK FAILED, nothing written: {failure}", file=sys.stderr)
         return 1

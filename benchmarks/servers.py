@@ -128,6 +128,21 @@ def _node_major() -> int:
         return 0
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of process ``pid``, from ``/proc/PID/stat``; None off Linux or once it ended.
+
+    s3rver is one Node.js process: on this two-core machine, with a client
+    reading from it as fast as it serves, its CPU is what a loopback run
+    waits on. A run whose time is close to the server's CPU during it is
+    bound by the server, not by the client.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class S3rver:
     """s3rver on 127.0.0.1 with one bucket, its data in a temporary folder removed by ``stop``."""
 
@@ -157,6 +172,10 @@ class S3rver:
             preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         self._wait_until_ready()
+
+    def cpu_seconds(self) -> float | None:
+        """User and system CPU s3rver has used so far (Linux); None where the system does not tell."""
+        return process_cpu_seconds(self._process.pid) if self._process is not None else None
 
     def _wait_until_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

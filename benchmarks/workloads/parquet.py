@@ -387,7 +387,7 @@ PARQUET = Workload(
     notes=_PANDAS_NOTES,
     prepare=functools.partial(_prepare_file, columns=COLUMNS_READ),
     extra_columns=_HELD_AHEAD_COLUMN,
-    least_repeats=9,
+    least_repeats=15,
 )
 
 PARQUET_ALL = Workload(
@@ -496,7 +496,7 @@ PARQUET_DATASET = Workload(
     ),
     prepare=_prepare_dataset,
     extra_columns=_HELD_AHEAD_COLUMN,
-    least_repeats=9,
+    least_repeats=15,
 )
 
 WORKLOADS = {PARQUET.key: PARQUET, PARQUET_ALL.key: PARQUET_ALL, PARQUET_DATASET.key: PARQUET_DATASET}
