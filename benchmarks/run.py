@@ -216,7 +216,7 @@ def _take_turns(
             before = server_cpu()
             result = runner.run(endpoint.name)
             after = server_cpu()
-            if before is not None and after is not None:
+            if before is not None and after is not None and after >= before:
                 result = dataclasses.replace(result, server_cpu_seconds=after - before)
             runs[contender.key].append(result)
             _print_run(contender, endpoint.name, result)
