@@ -571,7 +571,8 @@ def _method_lines(info: RunInfo) -> list[str]:
         "peak resident memory minus its memory before the load's target existed, minus the state dict's bytes: "
         "what the reader needs on top of the tensors it fills. A negative number there is a measuring error, and "
         "is shown as one. *client CPU s*: user + system CPU of the worker during a timed run. *s3rver CPU s*: the "
-        "server's (one Node.js process) during the same loopback run, sampled by the driver around it: where it is "
+        "server's (one Node.js process) during the same loopback run, sampled by the driver around it (not for the "
+        "save, whose check reads the files back): where it is "
         "close to the run's time, the server was busy the whole run, and no client fetching the same bytes in the "
         "same requests could finish sooner.",
         "- Every run's result, timed or counted, is compared bit for bit with the stored data (regenerated from the "

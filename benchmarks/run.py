@@ -203,8 +203,10 @@ def _take_turns(
 ) -> dict[str, list[RunResult]]:
     """Measured runs, one per contender per round, each round starting one contender later.
 
-    Each run also records the server's CPU while it ran: a trial sends
-    requests only in its timed call, so that is the server's work for it.
+    Each run also records the server's CPU while the driver waited for it:
+    a reading trial sends requests only in its timed call, so that is the
+    server's work for it (``run_workload`` passes no sampler for a workload
+    that writes, whose check reads the written files back).
     """
     runs: dict[str, list[RunResult]] = {contender.key: [] for contender, _ in runners}
     for round_number in range(repeats):
@@ -285,7 +287,8 @@ def run_workload(
             # On every endpoint: each builds its clients anew (a filesystem, its connections, what it learned of
             # the link, its window of requests), so a second endpoint's first run would be as cold as the first's.
             warmups[endpoint.name] = _warm_up(runners, endpoint, args.warmup)
-            timed[endpoint.name] = _take_turns(runners, endpoint, _repeats(workload, args), server_cpu)
+            sampler = (lambda: None) if workload.uploads else server_cpu
+            timed[endpoint.name] = _take_turns(runners, endpoint, _repeats(workload, args), sampler)
         counted = _count(runners, next(e for e in ctx.endpoints if e.counted))
     finally:
         for _, runner in runners:

@@ -119,6 +119,27 @@ class Workload:
         raise KeyError(f"workload {self.key!r} has no contender {key!r}; it has {[c.key for c in self.contenders]}")
 
 
+class OwnFilesystems:
+    """Our filesystems a trial's readers or writers went through, each once: their counters are the trial's own.
+
+    A trial makes a storage reader or writer per run; torch's file system
+    wrapper (``.fs``) holds the fsspec filesystem (``.fs.fs``), which fsspec
+    may hand to every run alike.
+    """
+
+    def __init__(self) -> None:
+        self._seen: list[Any] = []
+
+    def remember(self, storage: Any) -> None:
+        fs = getattr(getattr(storage, "fs", None), "fs", None)
+        if hasattr(fs, "stats") and all(fs is not known for known in self._seen):
+            self._seen.append(fs)
+
+    def stats(self) -> TransferStats | None:
+        """What they sent and received so far, together; None before any of ours was used."""
+        return sum_stats([fs.stats for fs in self._seen]) if self._seen else None
+
+
 def sum_stats(stats: list[TransferStats]) -> TransferStats:
     """Several filesystems' counters as one (``TransferStats`` subtracts but does not add)."""
     return TransferStats(

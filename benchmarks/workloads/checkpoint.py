@@ -32,7 +32,7 @@ from ..clients import REGION, UPLOAD_OPTIONS, RangeFetcher, s3tc_client, storage
 from ..config import Context, Endpoint, Sizes
 from ..counting import RequestCounter
 from ..floors import NetworkFloorTrial, Piece, plan_pieces
-from ..trial import Build, Contender, Kind, Trial, Workload, WrongDataError, sum_stats
+from ..trial import Build, Contender, Kind, OwnFilesystems, Trial, Workload, WrongDataError
 
 CheckpointBuild = Callable[[Context, Endpoint, bool], Trial]
 """A contender's build for both loads; ``_contenders`` fixes the last argument, ``model_only``."""
@@ -193,7 +193,7 @@ class CheckpointLoadTrial(Trial):
         self._model_only = model_only
         self._make_reader = make_reader
         self._target: dict[str, Any] = {}
-        self._filesystems: list[Any] = []
+        self._filesystems = OwnFilesystems()
 
     def before_run(self) -> None:
         # Each load must find zeros, not the last load's data.
@@ -201,7 +201,7 @@ class CheckpointLoadTrial(Trial):
 
     def run(self) -> dict[str, Any]:
         reader = self._make_reader()
-        self._remember_filesystem(reader)
+        self._filesystems.remember(reader)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # no process group: a single-process load is what we want
             load(self._target, storage_reader=reader)
@@ -216,14 +216,7 @@ class CheckpointLoadTrial(Trial):
         return _tensor_bytes(self._target)
 
     def own_stats(self) -> TransferStats | None:
-        if not self._filesystems:
-            return None
-        return sum_stats([fs.stats for fs in self._filesystems])
-
-    def _remember_filesystem(self, reader: Any) -> None:
-        fs = getattr(reader.fs, "fs", None)  # torch's FileSystem wrapper holds the fsspec filesystem
-        if hasattr(fs, "stats") and all(fs is not known for known in self._filesystems):
-            self._filesystems.append(fs)
+        return self._filesystems.stats()
 
 
 def _torch_reader(protocol: str, **options: Any) -> CheckpointBuild:

@@ -24,13 +24,13 @@ from torch.distributed.checkpoint.filesystem import FileSystemReader
 from torch.distributed.checkpoint.state_dict_loader import load
 from torch.distributed.checkpoint.state_dict_saver import save
 
-from fsspec_s3reader import S3StorageWriter
+from fsspec_s3reader import S3StorageWriter, TransferStats
 
 from ..clients import REGION, UPLOAD_OPTIONS, RangeFetcher, s3tc_client, storage_options_with_counter
 from ..config import Context, Endpoint
 from ..counting import RequestCounter
 from ..floors import plan_pieces
-from ..trial import Build, Contender, Trial, Workload, WrongDataError
+from ..trial import Build, Contender, OwnFilesystems, Trial, Workload, WrongDataError
 from .checkpoint import assert_loaded, prepare_checkpoint, state_dict, zeroed_target
 
 SAVE_RUNS = 3
@@ -53,16 +53,21 @@ class SaveTrial(Trial):
         # For the check after the clock: the same server, reached without the link, with plain clients.
         self._check_fs = s3fs.S3FileSystem(skip_instance_cache=True, **ctx.direct(endpoint).storage_options)
         self._fetcher = RangeFetcher(ctx.direct(endpoint))
+        self._filesystems = OwnFilesystems()
 
     def before_run(self) -> None:
         self._prefix = f"{self._ctx.saves_prefix}/{uuid.uuid4().hex}"
 
     def run(self) -> str:
         writer = self._make(f"s3://{self._prefix}")
+        self._filesystems.remember(writer)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # no process group: a single-process save is what we want
             save(self._state, storage_writer=writer)
         return self._prefix
+
+    def own_stats(self) -> TransferStats | None:
+        return self._filesystems.stats()
 
     def verify(self, result: str) -> None:
         local = Path(tempfile.mkdtemp(prefix="save-check-", dir=self._ctx.local_directory))
