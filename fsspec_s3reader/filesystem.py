@@ -576,12 +576,12 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         the next one the end), never a version ID, which is text.
         """
         if isinstance(version_id, int):
-            if end is not None:
+            if start is not None and end is not None:
                 raise TypeError(
                     f"cat_file({path!r}, {version_id!r}, {start!r}, {end!r}): too many positions; "
                     "pass start=, end= and version_id= by name"
                 )
-            version_id, start, end = None, version_id, start
+            version_id, start, end = None, version_id, start if end is None else end
         kwargs.pop("chunksize", None), kwargs.pop("max_concurrency", None)  # s3fs's tuning: the parts are ours
         settings = self._transport_settings
         chunks = await read_range(

@@ -67,6 +67,7 @@ def test_cat_file_takes_start_and_end_by_position_as_fsspec_documents(fs: S3Read
     fs.pipe_file(path, BIG)
     assert fs.cat_file(path, 1000, 5000) == BIG[1000:5000]
     assert fs.cat_file(path, -10) == BIG[-10:]
+    assert fs.cat_file(path, 1000, end=2000) == BIG[1000:2000]
     with pytest.raises(TypeError, match="by name"):
         fs.cat_file(path, 1, 2, 3)
 
