@@ -157,8 +157,7 @@ class ObjectArena:
                 self._warm.append((time.monotonic(), 0, len(self._map), False))  # pages an earlier object wrote
             low = max(0, min(low, len(self._map) - length))  # near the end: the region reaches back instead
             if self._warm:  # pages this region covers are no longer free (nor counted so)
-                self._warm = _outside(self._warm, low, low + length)
-                self.warm_freed = sum(end - start for _, start, end, freed_here in self._warm if freed_here)
+                self._keep_warm(_outside(self._warm, low, low + length))
             region = (ctypes.c_char * length).from_buffer(self._map, low)
             region.arena = self  # type: ignore[attr-defined]  # what ``one_view`` recognises its views by
             token = self._next_token
@@ -185,8 +184,7 @@ class ObjectArena:
         low, high, _ = self._regions.pop(token)
         if not self._regions:  # the map, its pages in place, goes to the pool, which keeps it a while
             self._map = None
-            self._warm = []
-            self.warm_freed = 0
+            self._keep_warm([])
             return
         free = self._uncovered(low, high)
         if not free:
@@ -208,8 +206,12 @@ class ObjectArena:
             for free_start, free_end in self._uncovered(start, end):
                 self._map.madvise(advice, free_start, free_end - free_start)
                 self.pages_given_back += (free_end - free_start) // PAGE
-        self._warm = kept
-        self.warm_freed = sum(end - start for _, start, end, freed_here in kept if freed_here)
+        self._keep_warm(kept)
+
+    def _keep_warm(self, spans: list[tuple[float, int, int, bool]]) -> None:
+        """Keep ``spans`` as the free pages in place, and count those freed here (under the lock)."""
+        self._warm = spans
+        self.warm_freed = sum(end - start for _, start, end, freed_here in spans if freed_here)
 
     def _uncovered(self, low: int, high: int) -> list[tuple[int, int]]:
         """The page spans of ``[low, high)`` that no live region covers."""
