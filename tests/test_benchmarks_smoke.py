@@ -51,7 +51,7 @@ def test_a_tiny_run_writes_results_a_page_and_a_plot_with_server_counts_that_cli
             assert summary["get_requests"] > 0, summary["key"]
         assert summary["counts_agree"] in (True, None), summary["key"]
     assert {s["kind"] for s in parquet["summary"]} == {"ours", "peer", "memory-floor", "network-floor"}
-    if sys.platform == "linux":  # the server's CPU during each loopback run, from /proc, in ticks of 10 ms
+    if sys.platform == "linux":  # the server's CPU during each loopback run, from /proc (maybe in 10 ms ticks)
         server_cpu = [s["server_cpu_seconds"] for s in parquet["summary"] if s["kind"] != "memory-floor"]
         assert all(seconds is not None and seconds >= 0 for seconds in server_cpu) and sum(server_cpu) > 0
     text = page.read_text()
