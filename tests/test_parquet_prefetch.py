@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import random
 import uuid
 from collections.abc import Iterator
 
@@ -11,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fsspec_s3reader.parquet_footer import ColumnChunk, column_chunks, footer_span
 from fsspec_s3reader.protocol import ObjectInfo
@@ -132,6 +135,69 @@ def test_a_read_partly_foreseen_fetches_only_the_rest() -> None:
     assert source.bytes_requested <= 65536 + sum(
         end - start for start, end in [chunk(g, c) for g in range(GROUPS) for c in ("c1", "c2")]
     )
+
+
+def _projection_reads(columns: set[str], cuts: list[bool]) -> list[tuple[int, int]]:
+    """The projection's chunks in file order, read as pyarrow does: runs of neighbouring chunks, each one read.
+
+    ``cuts[i]`` ends a read after the i-th chunk (the last always ends one).
+    """
+    wanted = sorted((c.start, c.end) for c in CHUNKS if c.column in columns)
+    reads: list[tuple[int, int]] = []
+    for index, (start, end) in enumerate(wanted):
+        if reads and not cuts[(index - 1) % len(cuts)] and start - reads[-1][1] <= 8 * 1024:
+            reads[-1] = (reads[-1][0], end)
+        else:
+            reads.append((start, end))
+    return reads
+
+
+@settings(max_examples=40)
+@given(
+    strategy=st.sampled_from([AdaptiveS3Reader, RangedS3Reader]),
+    columns=st.sets(st.sampled_from(sorted(FRAME.columns)), min_size=1),
+    cuts=st.lists(st.booleans(), min_size=1, max_size=30),
+    order=st.randoms(use_true_random=False),
+    budget_chunks=st.sampled_from([1, 3, 8, 1000]),
+    reopened=st.booleans(),
+)
+def test_reads_in_any_order_fetch_no_byte_twice(
+    strategy: type[S3Reader],
+    columns: set[str],
+    cuts: list[bool],
+    order: random.Random,
+    budget_chunks: int,
+    reopened: bool,
+) -> None:
+    """pyarrow's threads read a projection's runs of chunks in any order, cut where its coalescing cuts them,
+    which is not where the ranges fetched ahead are cut: every read gets its bytes, none fetched twice."""
+    source = MemorySource(DATA, chunk_size=4096)
+    key = uuid.uuid4().hex
+    footer = (len(DATA) - 65536, len(DATA))
+    options = {"buffer_size": 0} if strategy is RangedS3Reader else {}
+    budget = budget_chunks * max(c.end - c.start for c in CHUNKS)
+
+    def opened() -> S3Reader:
+        return strategy(  # type: ignore[call-arg]
+            "bucket", key, source.get_object_info, source.get_stream, parquet_prefetch_bytes=budget, **options
+        )
+
+    file = opened()
+    read(file, footer)
+    if reopened:  # a second open knows the layout and reads no footer (pyarrow opens a file more than once)
+        file.close()
+        file = opened()
+    reads = _projection_reads(columns, cuts)
+    order.shuffle(reads)
+    for span in reads:
+        assert read(file, span) == DATA[slice(*span)]
+    file.close()
+    fetched = np.zeros(len(DATA), dtype=np.int32)
+    for start, end in source.requests:
+        fetched[start:end] += 1
+    assert fetched[: footer[0]].max() <= 1  # the footer's bytes are read twice when their chunk is read
+    needed = sum(end - start for start, end in reads)
+    assert int(fetched[: footer[0]].sum()) <= needed
 
 
 def test_the_budget_bounds_what_is_fetched_ahead() -> None:

@@ -29,6 +29,7 @@ from typing import ClassVar
 
 from ..chunks import ChunkRun
 from ..protocol import Chunk, GetObjectInfo, GetStream
+from .anticipation import speculation_end
 from .base import S3Reader, close_stream
 from .options import OptionCheck, byte_count_check
 from .parquet_prefetch import DEFAULT_PARQUET_PREFETCH_BYTES, check_prefetch_budget, parquet_prefetch
@@ -83,7 +84,13 @@ class AdaptiveS3Reader(S3Reader):
         self._size = info.size
         self._anticipation = parquet_prefetch(get_stream, info, options["parquet_prefetch_bytes"], (bucket, key))
         self._get_stream = get_stream
-        self._random = RangeFetcher(get_stream, self._size, options["buffer_size"], learn_misses=True)
+        self._random = RangeFetcher(
+            get_stream,
+            self._size,
+            options["buffer_size"],
+            learn_misses=True,
+            speculation_end=speculation_end(self._anticipation),
+        )
         self._next_readahead = options["first_readahead"]
         self._max_readahead = max(options["max_readahead"], options["first_readahead"])
         self._sequential = True
@@ -154,7 +161,7 @@ class AdaptiveS3Reader(S3Reader):
     def _receive_to(self, end: int) -> None:
         while self._kept.end < end:
             if not self._streams:
-                self._request(max(end - self._requested_to, self._next_readahead))
+                self._request(needed_to=end)
             stream = self._streams[0][2]
             try:
                 chunk = next(stream, None)
@@ -175,11 +182,21 @@ class AdaptiveS3Reader(S3Reader):
             return
         last_start = self._streams[-1][0] if self._streams else self._kept.end
         if position >= (last_start + self._requested_to) // 2:
-            self._request(self._next_readahead)
+            self._request(needed_to=self._requested_to)
 
-    def _request(self, length: int) -> None:
+    def _request(self, needed_to: int) -> None:
+        """Stream on from where the last stream ends: through ``needed_to``, and on to the read-ahead's length.
+
+        The bytes past ``needed_to`` are a guess, cut short where the
+        anticipation says they are fetched ahead already or not wanted (a
+        parquet file's other column chunks).
+        """
         start = self._requested_to
-        end = min(start + length, self._size)
+        end = min(max(needed_to, start + self._next_readahead), self._size)
+        if self._anticipation is not None:
+            end = max(needed_to, self._anticipation.speculation_end(needed_to, end))
+        if end <= start:
+            return
         self._streams.append((start, end, self._get_stream(start, end)))
         self._requested_to = end
         self._next_readahead = min(self._next_readahead * 2, self._max_readahead)

@@ -2,9 +2,10 @@
 
 A reader hands every read to its ``Anticipation`` first; what was foreseen
 comes back as segments with their bytes. The rest the reader's strategy
-fetches as usual; the anticipation is told of it before (``expect``: which
-bytes are wanted is enough to foresee more, and what it foresees then travels
-beside them) and shown its bytes after (``observe``: what only the bytes tell,
+fetches as usual. The anticipation is told of the whole read before its
+bytes arrive (``expect``: which bytes are wanted is enough to foresee more,
+and what it foresees then travels beside them), and shown the bytes the
+strategy fetched after (``observe``: what only the bytes tell,
 such as a parquet footer). See ``parquet_prefetch.py``.
 """
 
@@ -33,10 +34,17 @@ class Anticipation(Protocol):
         """``[start, end)`` in segments, those fetched ahead with their bytes; None when nothing was foreseen."""
 
     def expect(self, start: int, end: int) -> None:
-        """A read about to be served the usual way: what it asks for, to foresee from before its bytes arrive."""
+        """A read about to be served, all of it: what it asks for, to foresee from before its bytes arrive."""
 
     def observe(self, start: int, end: int, pieces: list[Chunk]) -> None:
         """A read served the usual way, with its bytes, to learn from."""
+
+    def speculation_end(self, start: int, limit: int) -> int:
+        """Where a reader's own fetch past what the reads asked for, from ``start``, should stop (``limit`` at most).
+
+        Bytes the anticipation fetches ahead, or knows no read will want,
+        are not worth a reader's read-ahead: fetching them too costs them twice.
+        """
 
     def release(self) -> None:
         """Stop fetching ahead and drop what is held."""
@@ -44,3 +52,8 @@ class Anticipation(Protocol):
     @property
     def peak_held(self) -> int:
         """The most bytes fetched ahead (in flight or received, not yet read) held at once so far."""
+
+
+def speculation_end(anticipation: Anticipation | None) -> Callable[[int, int], int] | None:
+    """What a reader's buffer asks before it fills past a read: the anticipation's ``speculation_end``, if any."""
+    return anticipation.speculation_end if anticipation is not None else None

@@ -329,10 +329,11 @@ class S3Reader(FsspecFileAPI):
         if self._anticipation is None:
             return self._pieces(start, length)
         segments = self._anticipation.serve(start, start + length) or [Segment(start, start + length)]
+        # the whole read at once: what it learns must not foresee the bytes of its own later segments
+        self._anticipation.expect(start, start + length)
         served: dict[int, list[Chunk]] = {}
         for segment in segments:  # what was not foreseen first: it travels while the rest arrives
             if segment.take is None:
-                self._anticipation.expect(segment.start, segment.end)
                 served[segment.start] = list(self._pieces(segment.start, segment.end - segment.start))
                 self._anticipation.observe(segment.start, segment.end, served[segment.start])
         for segment in segments:

@@ -122,19 +122,39 @@ def _ranges_of(chunks: list[ColumnChunk], columns: set[str]) -> list[tuple[int, 
 
 @dataclass
 class _Range:
-    """Chunks fetched ahead as one stream: ``[start, end)``, and what of it has arrived."""
+    """Chunks fetched ahead as one stream: ``[start, end)``, what of it has arrived, and where its unread bytes begin.
+
+    Reads take a range's bytes in any order (pyarrow's threads do): the bytes
+    before ``unread_from`` were handed out, or moved to a range of their own
+    when a read took bytes after them first (``ParquetPrefetch._take``).
+    """
 
     start: int
     end: int
     stream: Iterator[Chunk] | None = None
     received: ChunkRun = field(init=False)
+    unread_from: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.received = ChunkRun(self.start)
+        self.unread_from = self.start
 
     @property
     def length(self) -> int:
         return self.end - self.start
+
+    @property
+    def held(self) -> int:
+        """Bytes of a started range not handed out yet: on their way, or received and waiting for their read."""
+        return self.end - self.unread_from if self.stream is not None else 0
+
+
+def _arrived(start: int, pieces: list[Chunk]) -> _Range:
+    """A range whose bytes have all arrived (pieces of another one): its stream is spent."""
+    arrived = _Range(start, start + sum(len(piece) for piece in pieces), iter(()))
+    for piece in pieces:
+        arrived.received.append(piece)
+    return arrived
 
 
 class ParquetPrefetch:
@@ -185,16 +205,15 @@ class ParquetPrefetch:
         segments: list[Segment] = []
         at = start
         for foreseen in list(self._ranges):
-            if foreseen.end <= at or not foreseen.received.start <= max(at, foreseen.start) < end:
+            first, stop = max(at, foreseen.unread_from), min(end, foreseen.end)
+            if first >= stop:
                 continue
             if foreseen.stream is None:
-                self._cut_out(foreseen, max(at, foreseen.start), min(end, foreseen.end))
+                self._cut_out(foreseen, first, stop)
                 continue
-            if foreseen.start > at:
-                segments.append(Segment(at, foreseen.start))
-                at = foreseen.start
-            stop = min(end, foreseen.end)
-            segments.append(Segment(at, stop, functools.partial(self._take, foreseen, at, stop)))
+            if first > at:
+                segments.append(Segment(at, first))
+            segments.append(Segment(first, stop, functools.partial(self._take, foreseen, first, stop)))
             at = stop
             if at >= end:
                 break
@@ -211,8 +230,19 @@ class ParquetPrefetch:
         self._ranges[index : index + 1] = [side for side in sides if side.length > 0]
 
     def _take(self, foreseen: _Range, start: int, stop: int) -> list[Chunk]:
+        """Hand out ``[start, stop)`` of a started range; its bytes before ``start`` not read yet stay held.
+
+        pyarrow's threads read a projection's ranges in any order: a read of
+        a range's second half may come before the read of its first. The
+        first half then becomes a range of its own, already received, so
+        that its read finds it rather than fetching it again.
+        """
         self._receive(foreseen, stop)
         pieces = foreseen.received.slice(start, stop)
+        if start > foreseen.unread_from:
+            skipped = _arrived(foreseen.unread_from, foreseen.received.slice(foreseen.unread_from, start))
+            bisect.insort(self._ranges, skipped, key=lambda foreseen: foreseen.start)
+        foreseen.unread_from = stop
         if stop == foreseen.end:
             self._ranges.remove(foreseen)
             close_stream(foreseen.stream)
@@ -242,6 +272,33 @@ class ParquetPrefetch:
         if not self._off and self._chunks is None:
             self._learn_layout(start, end, pieces)
             self._adopt_heard()
+
+    def speculation_end(self, start: int, limit: int) -> int:
+        """Where a reader's own fetch of bytes no read asked for yet, from ``start``, stops (``limit`` at most).
+
+        Before the first byte foreseen here: it is fetched ahead already, or
+        will be. And once the layout is known, at the end of the column chunk
+        (or the gap between chunks) that the byte before ``start`` lies in:
+        the rest of a chunk is likely read next (by a reader that reads it
+        page by page), but the next chunk only if its column is wanted, which
+        is this prefetch's to know and fetch.
+        """
+        for foreseen in self._ranges:
+            if foreseen.unread_from < limit and start < foreseen.end:
+                limit = max(start, foreseen.unread_from)
+                break
+        if self._chunks is not None and 0 < start < limit:
+            limit = max(start, min(limit, self._unit_end(start - 1)))
+        return limit
+
+    def _unit_end(self, offset: int) -> int:
+        """The end of the column chunk that holds ``offset``, or of the gap it lies in (the file's end after the
+        last chunk)."""
+        assert self._chunks is not None
+        index = bisect.bisect_right(self._starts, offset)  # the chunks before ``index`` start at or before it
+        if index and offset < self._chunks[index - 1].end:
+            return self._chunks[index - 1].end
+        return self._starts[index] if index < len(self._starts) else self._size
 
     @property
     def peak_held(self) -> int:
@@ -391,8 +448,8 @@ class ParquetPrefetch:
         self._peak_held = max(self._peak_held, held)
 
     def _held(self) -> int:
-        """Bytes of the started ranges not handed out yet: on their way, or received and waiting for their read."""
-        return sum(r.end - r.received.start for r in self._ranges if r.stream is not None)
+        """Bytes of the started ranges not handed out yet (``_Range.held``): what the budget bounds."""
+        return sum(foreseen.held for foreseen in self._ranges)
 
     def _receive(self, foreseen: _Range, stop: int) -> None:
         assert foreseen.stream is not None

@@ -8,10 +8,11 @@ straight from the network to the caller.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 from ..protocol import Chunk, GetObjectInfo, GetStream
+from .anticipation import speculation_end
 from .base import S3Reader
 from .options import OptionCheck, byte_count_check
 from .parquet_prefetch import DEFAULT_PARQUET_PREFETCH_BYTES, check_prefetch_budget, parquet_prefetch
@@ -49,10 +50,19 @@ class RangeFetcher:
     ``buffer_size`` after the last read's start) turns it back on.
     """
 
-    def __init__(self, get_stream: GetStream, size: int, buffer_size: int, *, learn_misses: bool = False) -> None:
+    def __init__(
+        self,
+        get_stream: GetStream,
+        size: int,
+        buffer_size: int,
+        *,
+        learn_misses: bool = False,
+        speculation_end: Callable[[int, int], int] | None = None,
+    ) -> None:
         self._get_stream = get_stream
         self._size = size
         self.buffer_size = buffer_size
+        self._speculation_end = speculation_end  # the anticipation's say on a buffer's bytes past the read
         self._buffer = b""
         self._buffer_start = 0
         self._learn_misses = learn_misses
@@ -75,20 +85,26 @@ class RangeFetcher:
         rest = end - start
         if rest == 0:
             return pieces
-        if rest < self.buffer_size and not self._exact:
+        fill_end = self._fill_end(start, end) if rest < self.buffer_size and not self._exact else end
+        if fill_end > end:
             self._unused_fills = 0 if self._buffer_used else self._unused_fills + 1
             self._buffer_used = False
             if self._unused_fills >= UNUSED_FILLS_BEFORE_EXACT:
                 self._exact, self._buffer = True, b""
                 pieces.extend(self._get_stream(start, end))
                 return pieces
-            fill_end = min(start + self.buffer_size, self._size)
             self._buffer = b"".join(self._get_stream(start, fill_end))
             self._buffer_start = start
-            pieces.append(self._buffer if rest == len(self._buffer) else memoryview(self._buffer)[:rest])
+            pieces.append(memoryview(self._buffer)[:rest])
         else:
             pieces.extend(self._get_stream(start, end))
         return pieces
+
+    def _fill_end(self, start: int, end: int) -> int:
+        """Where a buffer filled for a read of ``[start, end)`` ends: ``buffer_size`` on, unless the anticipation
+        knows better."""
+        limit = min(start + self.buffer_size, self._size)
+        return self._speculation_end(end, limit) if self._speculation_end is not None else limit
 
     def _learn(self, start: int) -> None:
         if self._exact and 0 <= start - self._last_start < self.buffer_size:
@@ -136,7 +152,9 @@ class RangedS3Reader(S3Reader):
         info = get_object_info()
         self._size = info.size
         self._anticipation = parquet_prefetch(get_stream, info, options["parquet_prefetch_bytes"], (bucket, key))
-        self._fetcher = RangeFetcher(get_stream, self._size, options["buffer_size"])
+        self._fetcher = RangeFetcher(
+            get_stream, self._size, options["buffer_size"], speculation_end=speculation_end(self._anticipation)
+        )
 
     @property
     def buffer_size(self) -> int:
