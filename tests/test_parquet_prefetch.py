@@ -200,6 +200,21 @@ def test_reads_in_any_order_fetch_no_byte_twice(
     assert int(fetched[: footer[0]].sum()) <= needed
 
 
+def test_a_read_of_a_ranges_middle_leaves_its_start_held_for_the_read_that_comes_for_it() -> None:
+    source = MemorySource(DATA, chunk_size=4096)
+    file = reader(RangedS3Reader, source, buffer_size=0)
+    read(file, (len(DATA) - 65536, len(DATA)))
+    whole = (chunk(0, "c0")[0], chunk(0, "c2")[1])  # three neighbouring columns: one range per row group ahead
+    assert read(file, whole) == DATA[slice(*whole)]
+    assert (chunk(1, "c0")[0], chunk(1, "c2")[1]) in source.requests_ahead
+    asked = len(source.requests)
+    assert read(file, chunk(1, "c1")) == DATA[slice(*chunk(1, "c1"))]  # the range's middle first
+    assert len(source.requests) == asked
+    again = (chunk(1, "c0")[0], chunk(1, "c2")[1])  # c0 not read yet, c1 read again, c2 not read yet
+    assert read(file, again) == DATA[slice(*again)]
+    assert source.requests[asked:] == [chunk(1, "c1")]  # only what was handed out already is fetched again
+
+
 def test_the_budget_bounds_what_is_fetched_ahead() -> None:
     source = MemorySource(DATA, chunk_size=4096)
     one_chunk = chunk(0, "c2")[1] - chunk(0, "c2")[0]

@@ -149,6 +149,11 @@ class _Range:
         return self.end - self.unread_from if self.stream is not None else 0
 
 
+def _unread_from(foreseen: _Range) -> int:
+    """The order of the foreseen ranges: of their unread bytes (a range's read part may lie after another's start)."""
+    return foreseen.unread_from
+
+
 def _arrived(start: int, pieces: list[Chunk]) -> _Range:
     """A range whose bytes have all arrived (pieces of another one): its stream is spent."""
     arrived = _Range(start, start + sum(len(piece) for piece in pieces), iter(()))
@@ -178,7 +183,7 @@ class ParquetPrefetch:
         self._off = budget <= 0
         self._columns: set[str] = set()
         self._done: set[int] = set()  # chunks read, or foreseen: never foreseen (again)
-        self._ranges: list[_Range] = []  # foreseen, in file order; started ones have a stream
+        self._ranges: list[_Range] = []  # foreseen, in the order of their unread bytes; started ones have a stream
         self._read_to = 0  # where the last read ended: the next ones usually go on from there
         self._peak_held = 0
         # the readers open in the same folder: the columns they learn are this file's next reads too
@@ -240,9 +245,9 @@ class ParquetPrefetch:
         self._receive(foreseen, stop)
         pieces = foreseen.received.slice(start, stop)
         if start > foreseen.unread_from:
-            skipped = _arrived(foreseen.unread_from, foreseen.received.slice(foreseen.unread_from, start))
-            bisect.insort(self._ranges, skipped, key=lambda foreseen: foreseen.start)
+            self._ranges.append(_arrived(foreseen.unread_from, foreseen.received.slice(foreseen.unread_from, start)))
         foreseen.unread_from = stop
+        self._ranges.sort(key=_unread_from)
         if stop == foreseen.end:
             self._ranges.remove(foreseen)
             close_stream(foreseen.stream)
@@ -356,7 +361,7 @@ class ParquetPrefetch:
                 continue
             self._done.update(covered)
             self._ranges.append(_Range(piece.start, piece.end, piece.stream))
-        self._ranges.sort(key=lambda foreseen: foreseen.start)
+        self._ranges.sort(key=_unread_from)
         self._peak_held = max(self._peak_held, self._held())
 
     def _share_layout(self) -> None:
@@ -428,7 +433,7 @@ class ParquetPrefetch:
         wanted = [i for i, chunk in enumerate(self._chunks) if chunk.column in columns and i not in self._done]
         self._done.update(wanted)
         fitting = [foreseen for foreseen in _merged(self._chunks, wanted) if foreseen.length <= self._budget]
-        self._ranges = sorted([*self._ranges, *fitting], key=lambda foreseen: foreseen.start)
+        self._ranges = sorted([*self._ranges, *fitting], key=_unread_from)
 
     def _fill(self) -> None:
         """Start the foreseen ranges while what they hold stays within the budget: first those after the last read.
