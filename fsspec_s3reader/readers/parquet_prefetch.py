@@ -261,8 +261,9 @@ class ParquetPrefetch:
         if self._off or self._chunks is None:
             return
         # A chunk is asked for by a read of its first byte: the footer read that ends in the last
-        # chunk's tail says nothing of that chunk's column.
-        asked = [i for i in self._overlapping(start, end) if start <= self._chunks[i].start]
+        # chunk's tail says nothing of that chunk's column. One read or foreseen before teaches
+        # nothing new either (a chunk the folder fetched for this file is served as foreseen).
+        asked = [i for i in self._overlapping(start, end) if start <= self._chunks[i].start and i not in self._done]
         self._done.update(asked)
         wanted = {self._chunks[i].column for i in asked} - self._columns
         if wanted:
