@@ -156,9 +156,9 @@ def _unread_from(foreseen: _Range) -> int:
 
 def _arrived(start: int, pieces: list[Chunk]) -> _Range:
     """A range whose bytes have all arrived (pieces of another one): its stream is spent."""
-    arrived = _Range(start, start + sum(len(piece) for piece in pieces), iter(()))
-    for piece in pieces:
-        arrived.received.append(piece)
+    received = ChunkRun(start, pieces)
+    arrived = _Range(start, received.end, iter(()))
+    arrived.received = received
     return arrived
 
 
@@ -244,10 +244,10 @@ class ParquetPrefetch:
         """
         self._receive(foreseen, stop)
         pieces = foreseen.received.slice(start, stop)
-        if start > foreseen.unread_from:
-            self._ranges.append(_arrived(foreseen.unread_from, foreseen.received.slice(foreseen.unread_from, start)))
-        foreseen.unread_from = stop
-        self._ranges.sort(key=_unread_from)
+        if start > foreseen.unread_from:  # the skipped bytes go just before this range's rest, in the order kept
+            skipped = _arrived(foreseen.unread_from, foreseen.received.slice(foreseen.unread_from, start))
+            self._ranges.insert(self._ranges.index(foreseen), skipped)
+        foreseen.unread_from = stop  # still before every later range's unread bytes: nothing to sort
         if stop == foreseen.end:
             self._ranges.remove(foreseen)
             close_stream(foreseen.stream)
