@@ -27,6 +27,7 @@ from s3fs.core import _error_wrapper as s3fs_retries
 
 from .chunks import joined
 from .constructor import ReaderConstructor, make_constructor, reader_option_names
+from .folder_probe import first_page_request, is_first_page_request, is_folder_probe, page_copy, page_key, probe_answer
 from .footers_ahead import FootersAhead, ListedParquetFile
 from .forking import ForkSafeLock
 from .protocol import GetStream, ObjectInfo
@@ -131,6 +132,8 @@ round trip; a ``pyarrow.dataset`` scan reads its first file's footer twice.
 Within this window the first answer serves them all."""
 _DESCRIBED_AT_MOST = 1024
 _TAILS_KEPT_AT_MOST = 128
+_PAGES_KEPT_AT_MOST = 16
+"""Listing pages kept from folder probes (each at most 1000 keys, about 0.5 MB as dicts)."""
 """Object tails kept (each at most ``TAIL_TOLD_AT_MOST`` bytes, a parquet footer read is 64 KiB): 32 MiB at worst."""
 
 _Answer = TypeVar("_Answer")
@@ -273,6 +276,8 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         self._just_described: RecentAnswers[dict[str, Any]] = RecentAnswers(_DESCRIBED_AT_MOST)
         # an object's last bytes read moments ago (a parquet footer), for the next reader of that version
         self._recent_tails: RecentAnswers[ObjectTail] = RecentAnswers(_TAILS_KEPT_AT_MOST)
+        # the first page of a folder's listing, brought by info's probe of the folder, for the find that follows
+        self._probed_pages: RecentAnswers[dict[str, Any]] = RecentAnswers(_PAGES_KEPT_AT_MOST)
         # the footers of a listed folder's next parquet files, fetched as one of them opens
         self._footers_ahead = FootersAhead(self._fetch_tail_ahead)
         self._listing_view: _ListingView | None = None  # the folder listing the last open looked in
@@ -478,6 +483,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         stripped = None if path is None else self._strip_protocol(path)
         self._just_described.forget(stripped)
         self._recent_tails.forget(stripped)
+        self._probed_pages.forget(stripped)
         super().invalidate_cache(path)
 
     def _moments_ago(self, memory: RecentAnswers[_Answer], path: str) -> _Answer | None:
@@ -619,9 +625,28 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         return await self.get_s3(bucket)
 
     async def _call_s3(self, method: str, *akwarglist: Any, **kwargs: Any) -> Any:
-        # s3fs's own calls (listing, info, writing, cat_file) pass here: count
-        # each once, and the bytes of every body read from it. The readers'
-        # requests go through object_calls, which counts them the same way.
+        """s3fs's own calls (listing, info, writing, cat_file), sent by ``_send_s3``; a folder probe lists a page.
+
+        ``info``'s probe of a folder is sent as the first page of the folder's
+        listing, kept for a ``find`` that asks it within the window
+        (``folder_probe.py``). Not on a version-aware filesystem, whose
+        listings ask for versions, nor with request parameters
+        (``requester_pays``: ``req_kw``), which the page would have to carry.
+        """
+        if method == "list_objects_v2" and not any(akwarglist) and not self.version_aware and not self.req_kw:
+            if is_folder_probe(kwargs) and self.dircache.use_listings_cache:
+                page: dict[str, Any] = await self._send_s3(method, **first_page_request(kwargs))
+                self._probed_pages.put(page_key(kwargs), page)
+                return probe_answer(page, kwargs)
+            if is_first_page_request(kwargs):
+                probed = self._moments_ago(self._probed_pages, page_key(kwargs))
+                if probed is not None:
+                    return page_copy(probed)
+        return await self._send_s3(method, *akwarglist, **kwargs)
+
+    async def _send_s3(self, method: str, *akwarglist: Any, **kwargs: Any) -> Any:
+        # Count each request once, and the bytes of every body read from it. The
+        # readers' requests go through object_calls, which counts them the same way.
         if method in _LEAN_FILESYSTEM_CALLS and self._lean_calls is not None:
             return await self._call_lean(self._lean_calls, method, *akwarglist, **kwargs)
         self._counter.record_request(method)

@@ -1,0 +1,189 @@
+"""``info``'s probe of a folder brings the first page of its listing, and the ``find`` that follows takes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from fsspec_s3reader import S3ReaderFileSystem, filesystem
+from fsspec_s3reader.folder_probe import (
+    first_page_request,
+    is_first_page_request,
+    is_folder_probe,
+    page_copy,
+    page_key,
+    probe_answer,
+)
+
+PROBE = {"Bucket": "b", "Prefix": "data/", "Delimiter": "/", "MaxKeys": 1}
+
+
+def _page(*keys: str, truncated: bool = False) -> dict[str, Any]:
+    return {
+        "Name": "b",
+        "Prefix": "data/",
+        "KeyCount": len(keys),
+        "IsTruncated": truncated,
+        "Contents": [{"Key": key, "Size": 1, "ETag": '"e"'} for key in keys],
+    }
+
+
+def test_only_the_question_whether_a_folder_holds_a_key_is_a_probe() -> None:
+    assert is_folder_probe(PROBE)
+    assert not is_folder_probe({**PROBE, "MaxKeys": 2})
+    assert not is_folder_probe({**PROBE, "Delimiter": ""})
+    assert not is_folder_probe({**PROBE, "Prefix": "data"})  # a stem, not a folder
+    assert not is_folder_probe({**PROBE, "RequestPayer": "requester"})  # the page would have to ask the same
+    assert not is_folder_probe({**PROBE, "ContinuationToken": "t"})
+
+
+def test_the_probe_is_sent_as_the_first_page_that_a_find_of_the_folder_asks() -> None:
+    request = first_page_request(PROBE)
+    assert request == {"Bucket": "b", "Prefix": "data/"}
+    assert is_first_page_request(request)
+    assert is_first_page_request({**request, "Delimiter": ""})  # as s3fs's find sends it
+    assert not is_first_page_request({**request, "Delimiter": "/"})  # ls: one level only
+    assert not is_first_page_request({**request, "ContinuationToken": "t"})  # a later page
+    assert not is_first_page_request({**request, "MaxKeys": 2})
+    assert page_key(PROBE) == page_key(request) == "b/data"
+
+
+def test_the_probes_answer_is_the_pages_first_key_or_the_sub_folder_it_lies_in() -> None:
+    direct = probe_answer(_page("data/a.parquet", "data/z/b.parquet"), PROBE)
+    assert direct["KeyCount"] == 1
+    assert [entry["Key"] for entry in direct["Contents"]] == ["data/a.parquet"]
+    assert "CommonPrefixes" not in direct
+    nested = probe_answer(_page("data/sub/deeper/a", "data/z"), PROBE)
+    assert nested["KeyCount"] == 1 and nested["CommonPrefixes"] == [{"Prefix": "data/sub/"}]
+    assert "Contents" not in nested
+    marker = probe_answer(_page("data/"), PROBE)  # a folder's marker object is a key of its own
+    assert [entry["Key"] for entry in marker["Contents"]] == ["data/"]
+    empty = probe_answer({"Name": "b", "Prefix": "data/", "KeyCount": 0, "IsTruncated": False}, PROBE)
+    assert empty["KeyCount"] == 0 and "Contents" not in empty and "CommonPrefixes" not in empty
+
+
+def test_a_kept_page_is_handed_out_as_a_copy_whose_entries_may_be_changed() -> None:
+    page = _page("data/a", "data/b")
+    handed = page_copy(page)
+    handed["Contents"][0]["name"] = "b/data/a"  # s3fs fills in each entry
+    handed["Contents"].append({"Key": "data/c"})
+    assert page == _page("data/a", "data/b")
+
+
+def _fs(storage_options: dict[str, Any], **options: Any) -> S3ReaderFileSystem:
+    return S3ReaderFileSystem(skip_instance_cache=True, **storage_options, **options)
+
+
+def _files(bucket: str) -> dict[str, bytes]:
+    return {
+        f"{bucket}/probed/a.bin": b"a",
+        f"{bucket}/probed/sub/b.bin": b"bb",
+        f"{bucket}/probed/sub/deeper/c.bin": b"ccc",
+        f"{bucket}/probed-sibling/d.bin": b"d",
+    }
+
+
+def test_a_find_after_an_info_of_its_folder_sends_nothing_and_finds_what_a_fresh_listing_finds(
+    storage_options: dict, bucket: str
+) -> None:
+    fs = _fs(storage_options)
+    fs.pipe(_files(bucket))
+    fs.invalidate_cache()
+    fs.reset_stats()
+    assert fs.info(f"{bucket}/probed")["type"] == "directory"
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (1, 1)  # the HEAD, then the page
+    found = fs.find(f"{bucket}/probed", withdirs=True, detail=True)
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (1, 1)
+    fresh = _fs(storage_options, use_listings_cache=False)
+    assert found == fresh.find(f"{bucket}/probed", withdirs=True, detail=True)
+    assert sorted(found) == [
+        f"{bucket}/probed",
+        f"{bucket}/probed/a.bin",
+        f"{bucket}/probed/sub",
+        f"{bucket}/probed/sub/b.bin",
+        f"{bucket}/probed/sub/deeper",
+        f"{bucket}/probed/sub/deeper/c.bin",
+    ]
+    assert fresh.info(f"{bucket}/probed") == fs.info(f"{bucket}/probed", refresh=True)
+
+
+def test_a_folder_of_sub_folders_only_and_a_missing_path_answer_as_before(storage_options: dict, bucket: str) -> None:
+    fs = _fs(storage_options)
+    fs.pipe(_files(bucket))
+    assert fs.info(f"{bucket}/probed/sub")["type"] == "directory"
+    assert fs.isdir(f"{bucket}/probed/sub")
+    with pytest.raises(FileNotFoundError):
+        fs.info(f"{bucket}/probed/nothing-here")
+    assert not fs.exists(f"{bucket}/probed/nothing-here")
+    assert fs.find(f"{bucket}/probed/nothing-here") == []
+
+
+def test_a_write_into_the_folder_after_its_probe_is_found(storage_options: dict, bucket: str) -> None:
+    fs = _fs(storage_options)
+    fs.pipe(_files(bucket))
+    fs.info(f"{bucket}/probed")
+    fs.pipe_file(f"{bucket}/probed/new.bin", b"new")  # a write forgets the folders above it
+    assert f"{bucket}/probed/new.bin" in fs.find(f"{bucket}/probed")
+    fs.info(f"{bucket}/probed")
+    fs.rm(f"{bucket}/probed/a.bin")
+    assert f"{bucket}/probed/a.bin" not in fs.find(f"{bucket}/probed")
+
+
+def test_the_page_serves_only_for_a_moment_and_only_with_listings_cached(
+    storage_options: dict, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = _fs(storage_options)
+    fs.pipe(_files(bucket))
+    fs.info(f"{bucket}/probed")
+    _fs(storage_options).pipe_file(f"{bucket}/probed/other.bin", b"o")  # written by another client
+    assert f"{bucket}/probed/other.bin" not in fs.find(f"{bucket}/probed")  # within the moment: the page
+    monkeypatch.setattr(filesystem, "_DESCRIBED_FOR_SECONDS", 0.0)
+    assert f"{bucket}/probed/other.bin" in fs.find(f"{bucket}/probed")  # the moment passed: S3 is asked
+    uncached = _fs(storage_options, use_listings_cache=False)
+    uncached.info(f"{bucket}/probed")
+    uncached.reset_stats()
+    uncached.find(f"{bucket}/probed")
+    assert uncached.stats.other_requests == 1
+
+
+def test_a_folder_of_more_than_a_page_is_found_whole_from_the_probes_page_on(
+    storage_options: dict, bucket: str
+) -> None:
+    fs = _fs(storage_options)
+    names = [f"{bucket}/paged/{index:05d}" for index in range(1003)]
+    fs.pipe(dict.fromkeys(names, b"x"))
+    fs.invalidate_cache()
+    fs.reset_stats()
+    assert fs.info(f"{bucket}/paged")["type"] == "directory"
+    assert fs.find(f"{bucket}/paged") == names
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (1, 2)  # the probe's page of 1000 keys, the next
+
+
+def test_a_dataset_is_discovered_with_one_listing_and_read_as_from_local_bytes(
+    storage_options: dict, bucket: str, tmp_path: Any
+) -> None:
+    fs = _fs(storage_options)
+    table = pa.table({"x": list(range(30)), "y": [str(value) for value in range(30)]})
+    for index in range(3):
+        local = tmp_path / f"part-{index}.parquet"
+        pq.write_table(table.slice(10 * index, 10), local)
+        fs.pipe_file(f"{bucket}/discovered/part-{index}.parquet", local.read_bytes())
+    fs.invalidate_cache()
+    fs.reset_stats()
+    dataset = pads.dataset(f"{bucket}/discovered", filesystem=fs, format="parquet")
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (1, 1)  # info of the folder; its files from the page
+    assert dataset.to_table().sort_by("x").equals(pads.dataset(str(tmp_path), format="parquet").to_table().sort_by("x"))
+
+
+def test_a_version_aware_filesystem_probes_for_one_key_as_s3fs_does(storage_options: dict, bucket: str) -> None:
+    fs = _fs(storage_options, version_aware=True)
+    fs.pipe(_files(bucket))
+    fs.invalidate_cache()
+    fs.reset_stats()
+    assert fs.info(f"{bucket}/probed")["type"] == "directory"
+    assert fs.find(f"{bucket}/probed") == _fs(storage_options).find(f"{bucket}/probed")
+    assert fs.stats.other_requests == 2  # its listing asks for versions: the probe's page would not serve it
