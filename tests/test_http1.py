@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from fsspec_s3reader.transport import http1
 from fsspec_s3reader.transport.http1 import Http1Client, Http1Response, MalformedAnswerError
 
 Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]
@@ -530,6 +531,74 @@ def test_a_body_times_out_when_silent_for_the_idle_timeout_not_when_long(run: Ca
             assert await response.receive_into(buffer, idle_timeout=0.15) == 3
             with pytest.raises(TimeoutError, match=r"0\.15 s"):  # not the server's close, a second later
                 await response.receive_into(buffer[3:], idle_timeout=0.15)
+            response.release()
+
+    run(scenario())
+
+
+@pytest.mark.skipif(not http1._CAN_WAIT_FOR_BYTES, reason="the socket's wake-up mark is set on Linux only")
+@pytest.mark.parametrize("wake_at_most", [1, http1._WAKE_AT_MOST])
+def test_a_long_body_wakes_the_loop_about_once_a_mebibyte_not_at_every_piece(
+    run: Callable[..., object], monkeypatch: pytest.MonkeyPatch, wake_at_most: int
+) -> None:
+    monkeypatch.setattr(http1, "_WAKE_AT_MOST", wake_at_most)
+    body = os.urandom(3 * 1024 * 1024 + 7)
+    wakes: list[int] = []
+    counted = http1._Connection.buffer_updated
+
+    def counting(self: http1._Connection, nbytes: int) -> None:
+        if self._filling is not None:
+            wakes.append(nbytes)
+        counted(self, nbytes)
+
+    monkeypatch.setattr(http1._Connection, "buffer_updated", counting)
+
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 206 Partial Content\r\nContent-Length: %d\r\n\r\n" % len(body))
+        await writer.drain()
+        for at in range(0, len(body), 64 * 1024):  # pieces that arrive one by one, as a near server sends them
+            writer.write(body[at : at + 64 * 1024])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        return True
+
+    async def scenario() -> None:
+        async with serving(answer) as (server, http):
+            for _ in range(2):  # the next answer's head, on the same connection, wakes the loop at once
+                wakes.clear()
+                response = await get(http, server)
+                buffer = memoryview(bytearray(len(body)))
+                assert await response.receive_into(buffer, idle_timeout=5) == len(body)
+                assert buffer == body
+                response.release()
+                if wake_at_most > 1:
+                    assert len(wakes) <= 6, wakes  # three marks of 1 MiB, the bytes after them
+                else:
+                    assert len(wakes) >= 20, wakes
+            assert server.connections == 1
+
+    run(scenario())
+
+
+@pytest.mark.skipif(not http1._CAN_WAIT_FOR_BYTES, reason="the socket's wake-up mark is set on Linux only")
+def test_bytes_below_the_mark_are_handed_over_when_the_server_falls_silent(run: Callable[..., object]) -> None:
+    async def falls_silent(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3000000\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the caller waits for a mebibyte when these few bytes come
+        writer.write(b"x" * 1000)
+        await writer.drain()
+        await asyncio.sleep(2)
+        return False
+
+    async def scenario() -> None:
+        async with serving(falls_silent) as (server, http):
+            response = await get(http, server)
+            buffer = memoryview(bytearray(3_000_000))
+            assert await response.receive_into(buffer, idle_timeout=0.3) == 1000
+            assert buffer[:1000] == b"x" * 1000
+            with pytest.raises(TimeoutError, match=r"0\.3 s"):  # not the server's close, seconds later
+                await response.receive_into(buffer[1000:], idle_timeout=0.3)
             response.release()
 
     run(scenario())
