@@ -73,6 +73,22 @@ def fixed(raw: bytes, *, keep: bool = True) -> Answer:
     return answer
 
 
+def falls_silent(head_rest: bytes, *, then: bytes = b"", silent_for: float) -> Answer:
+    """A 200 whose head ends with ``head_rest``, then ``then`` 50 ms later; then nothing until the server closes."""
+
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\n" + head_rest)
+        await writer.drain()
+        if then:
+            await asyncio.sleep(0.05)
+            writer.write(then)
+            await writer.drain()
+        await asyncio.sleep(silent_for)
+        return False
+
+    return answer
+
+
 def client(limit: int = 4) -> Http1Client:
     return Http1Client(limit, False, 5.0, lambda method: None)
 
@@ -513,12 +529,6 @@ def test_a_body_times_out_when_silent_for_the_idle_timeout_not_when_long(run: Ca
             await writer.drain()
         return True
 
-    async def falls_silent(head: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nabc")
-        await writer.drain()
-        await asyncio.sleep(1)
-        return False
-
     async def scenario() -> None:
         async with serving(trickle) as (server, http):
             response = await get(http, server)
@@ -526,7 +536,7 @@ def test_a_body_times_out_when_silent_for_the_idle_timeout_not_when_long(run: Ca
             assert await response.receive_into(buffer, idle_timeout=0.15) == 8
             assert buffer == b"abcdefgh"
             response.release()
-        async with serving(falls_silent) as (server, http):
+        async with serving(falls_silent(b"Content-Length: 8\r\n\r\nabc", silent_for=1)) as (server, http):
             response = await get(http, server)
             assert await response.receive_into(buffer, idle_timeout=0.15) == 3
             with pytest.raises(TimeoutError, match=r"0\.15 s"):  # not the server's close, a second later
@@ -582,17 +592,11 @@ def test_a_long_body_wakes_the_loop_about_once_a_mebibyte_not_at_every_piece(
 
 @pytest.mark.skipif(not http1._CAN_WAIT_FOR_BYTES, reason="the socket's wake-up mark is set on Linux only")
 def test_bytes_below_the_mark_are_handed_over_when_the_server_falls_silent(run: Callable[..., object]) -> None:
-    async def falls_silent(head: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3000000\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.05)  # the caller waits for a mebibyte when these few bytes come
-        writer.write(b"x" * 1000)
-        await writer.drain()
-        await asyncio.sleep(2)
-        return False
+    # the caller waits for a mebibyte when these few bytes come
+    silent = falls_silent(b"Content-Length: 3000000\r\n\r\n", then=b"x" * 1000, silent_for=2)
 
     async def scenario() -> None:
-        async with serving(falls_silent) as (server, http):
+        async with serving(silent) as (server, http):
             response = await get(http, server)
             buffer = memoryview(bytearray(3_000_000))
             assert await response.receive_into(buffer, idle_timeout=0.3) == 1000
