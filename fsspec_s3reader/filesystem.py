@@ -132,9 +132,9 @@ round trip; a ``pyarrow.dataset`` scan reads its first file's footer twice.
 Within this window the first answer serves them all."""
 _DESCRIBED_AT_MOST = 1024
 _TAILS_KEPT_AT_MOST = 128
+"""Object tails kept (each at most ``TAIL_TOLD_AT_MOST`` bytes, a parquet footer read is 64 KiB): 32 MiB at worst."""
 _PAGES_KEPT_AT_MOST = 16
 """Listing pages kept from folder probes (each at most 1000 keys, about 0.5 MB as dicts)."""
-"""Object tails kept (each at most ``TAIL_TOLD_AT_MOST`` bytes, a parquet footer read is 64 KiB): 32 MiB at worst."""
 
 _Answer = TypeVar("_Answer")
 
