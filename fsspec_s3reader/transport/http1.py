@@ -192,6 +192,8 @@ class Http1Response:
             self._finish()  # wakes the reader
         elif self._destination_filled == len(self._destination):
             self._wake()
+        if self._connection is not None:  # the socket wakes the loop once what the destination still expects waits
+            self._connection.wake_at(0 if self._complete else len(self._destination) - self._destination_filled)
 
     def _end_of_stream(self, exc: BaseException | None) -> None:
         """The connection closed: the end of a body delimited by it, or a body cut short."""
@@ -441,11 +443,6 @@ class _Connection(asyncio.BufferedProtocol):
         if filling is not None:
             self._received_any = True
             filling._received_into(nbytes)
-            destination = filling._destination
-            if destination is not None and not filling._complete:
-                self.wake_at(len(destination) - filling._destination_filled)
-            else:
-                self.wake_at(1)
         else:
             self.data_received(bytes(self._scratch[:nbytes]))
 
@@ -568,7 +565,10 @@ class _Connection(asyncio.BufferedProtocol):
     # -- flow ------------------------------------------------------------------------------------
 
     def wake_at(self, count: int) -> None:
-        """Wake the loop once ``count`` bytes (at most ``_WAKE_AT_MOST``; at least one) wait unread, not before."""
+        """Wake the loop once ``count`` bytes (at most ``_WAKE_AT_MOST``; at least one) wait unread, not before.
+
+        Set by the answer being received into a buffer, as it learns what the buffer still expects.
+        """
         mark = max(1, min(count, _WAKE_AT_MOST))
         if mark == self._wakes_at or self._socket is None or self.closed:
             return
