@@ -27,7 +27,17 @@ from s3fs.core import _error_wrapper as s3fs_retries
 
 from .chunks import joined
 from .constructor import ReaderConstructor, make_constructor, reader_option_names
-from .folder_probe import first_page_request, is_first_page_request, is_folder_probe, page_copy, page_key, probe_answer
+from .folder_pages import FolderPages, Page
+from .folder_probe import (
+    first_page_request,
+    is_first_page_request,
+    is_folder_probe,
+    names_a_folder,
+    page_copy,
+    page_key,
+    probe_after,
+    probe_answer,
+)
 from .footers_ahead import FootersAhead, ListedParquetFile
 from .forking import ForkSafeLock
 from .protocol import GetStream, ObjectInfo
@@ -276,8 +286,9 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         self._just_described: RecentAnswers[dict[str, Any]] = RecentAnswers(_DESCRIBED_AT_MOST)
         # an object's last bytes read moments ago (a parquet footer), for the next reader of that version
         self._recent_tails: RecentAnswers[ObjectTail] = RecentAnswers(_TAILS_KEPT_AT_MOST)
-        # the first page of a folder's listing, brought by info's probe of the folder, for the find that follows
-        self._probed_pages: RecentAnswers[dict[str, Any]] = RecentAnswers(_PAGES_KEPT_AT_MOST)
+        # the first page of a folder's listing, asked for by info's probe of the folder (or beside its HEAD), for
+        # the probe and the find that follow
+        self._folder_pages = FolderPages(_PAGES_KEPT_AT_MOST)
         # the footers of a listed folder's next parquet files, fetched as one of them opens
         self._footers_ahead = FootersAhead(self._fetch_tail_ahead)
         self._listing_view: _ListingView | None = None  # the folder listing the last open looked in
@@ -483,7 +494,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         stripped = None if path is None else self._strip_protocol(path)
         self._just_described.forget(stripped)
         self._recent_tails.forget(stripped)
-        self._probed_pages.forget(stripped)
+        self._folder_pages.forget(stripped)
         super().invalidate_cache(path)
 
     def _moments_ago(self, memory: RecentAnswers[_Answer], path: str) -> _Answer | None:
@@ -629,20 +640,39 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
 
         ``info``'s probe of a folder is sent as the first page of the folder's
         listing, kept for a ``find`` that asks it within the window
-        (``folder_probe.py``). Not on a version-aware filesystem, whose
-        listings ask for versions, nor with request parameters
-        (``requester_pays``: ``req_kw``), which the page would have to carry.
+        (``folder_probe.py``); the HEAD of a path that reads as a folder's
+        name has that page asked for beside it. Not on a version-aware
+        filesystem, whose listings ask for versions, nor with request
+        parameters (``requester_pays``: ``req_kw``), which the page would have
+        to carry, nor with listings not cached.
         """
-        if method == "list_objects_v2" and not any(akwarglist) and not self.version_aware and not self.req_kw:
-            if is_folder_probe(kwargs) and self.dircache.use_listings_cache:
-                page: dict[str, Any] = await self._send_s3(method, **first_page_request(kwargs))
-                self._probed_pages.put(page_key(kwargs), page)
-                return probe_answer(page, kwargs)
-            if is_first_page_request(kwargs):
-                probed = self._moments_ago(self._probed_pages, page_key(kwargs))
+        if not any(akwarglist) and self._pages_serve_probes():
+            if method == "list_objects_v2" and is_folder_probe(kwargs):
+                return probe_answer(await self._first_page(kwargs), kwargs)
+            if method == "list_objects_v2" and is_first_page_request(kwargs):
+                probed = await self._folder_pages.page(page_key(kwargs), _DESCRIBED_FOR_SECONDS)
                 if probed is not None:
                     return page_copy(probed)
+            if method == "head_object" and names_a_folder(kwargs):
+                probe = probe_after(kwargs)
+                if not self._folder_pages.asked(page_key(probe), _DESCRIBED_FOR_SECONDS):
+                    self._folder_pages.send(page_key(probe), functools.partial(self._list_first_page, probe))
         return await self._send_s3(method, *akwarglist, **kwargs)
+
+    def _pages_serve_probes(self) -> bool:
+        return self.dircache.use_listings_cache and not self.version_aware and not self.req_kw
+
+    async def _first_page(self, probe: dict[str, Any]) -> Page:
+        """The first page of ``probe``'s folder: one asked for moments ago (arrived or on its way), else a new one."""
+        folder = page_key(probe)
+        page = await self._folder_pages.page(folder, _DESCRIBED_FOR_SECONDS)
+        if page is None:
+            page = await self._folder_pages.send(folder, functools.partial(self._list_first_page, probe))
+        return page
+
+    async def _list_first_page(self, probe: dict[str, Any]) -> Page:
+        page: Page = await self._send_s3("list_objects_v2", **first_page_request(probe))
+        return page
 
     async def _send_s3(self, method: str, *akwarglist: Any, **kwargs: Any) -> Any:
         # Count each request once, and the bytes of every body read from it. The

@@ -15,6 +15,13 @@ the page holds one), and the ``find`` takes the page without a request and
 goes on from its continuation token. A probe of a folder never listed after
 costs one bigger answer (a page of keys instead of one), not a request more.
 
+The probe waits for the HEAD before it: one more round trip in line. When
+the path reads as a folder's name (its last part has no extension, as
+``bench/ds`` or ``year=2024``), the page is asked for beside the HEAD, so
+that both answers arrive in one round trip. If the path is an object after
+all, the page was one LIST more, never a longer wait; a path with an
+extension (``a.parquet``) is probed only after its HEAD, as before.
+
 Pure functions of a ListObjectsV2 request and answer (botocore's shapes); the
 filesystem decides when a probe may be sent this way and keeps the pages.
 """
@@ -36,6 +43,23 @@ def is_folder_probe(request: Mapping[str, Any]) -> bool:
         and request["MaxKeys"] == 1
         and str(request["Prefix"]).endswith("/")
     )
+
+
+def names_a_folder(head: Mapping[str, Any]) -> bool:
+    """Whether ``head`` is a plain HEAD of a key whose last part reads as a folder's name: it has no extension.
+
+    Plain: the bucket and the key, nothing that the page would have to ask
+    the same way (a version, a customer key).
+    """
+    if head.keys() != {"Bucket", "Key"}:
+        return False
+    name = str(head["Key"]).rstrip("/").rpartition("/")[2]
+    return bool(name) and "." not in name
+
+
+def probe_after(head: Mapping[str, Any]) -> dict[str, Any]:
+    """The probe s3fs's ``info`` sends when ``head`` is answered 404: one key under ``key/``, ``/`` as the delimiter."""
+    return {"Bucket": head["Bucket"], "Prefix": f"{str(head['Key']).rstrip('/')}/", "Delimiter": "/", "MaxKeys": 1}
 
 
 def first_page_request(probe: Mapping[str, Any]) -> dict[str, Any]:

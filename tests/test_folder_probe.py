@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+import time
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
+from fault_proxy import Fault, FaultProxy
 
 from fsspec_s3reader import S3ReaderFileSystem, filesystem
 from fsspec_s3reader.folder_probe import (
     first_page_request,
     is_first_page_request,
     is_folder_probe,
+    names_a_folder,
     page_copy,
     page_key,
+    probe_after,
     probe_answer,
 )
 
@@ -50,6 +56,17 @@ def test_the_probe_is_sent_as_the_first_page_that_a_find_of_the_folder_asks() ->
     assert not is_first_page_request({**request, "ContinuationToken": "t"})  # a later page
     assert not is_first_page_request({**request, "MaxKeys": 2})
     assert page_key(PROBE) == page_key(request) == "b/data"
+
+
+def test_a_plain_head_of_a_name_without_extension_reads_as_a_folders() -> None:
+    assert names_a_folder({"Bucket": "b", "Key": "data"})
+    assert names_a_folder({"Bucket": "b", "Key": "v1.2/year=2024"})
+    assert not names_a_folder({"Bucket": "b", "Key": "data/a.parquet"})
+    assert not names_a_folder({"Bucket": "b", "Key": "v1.2"})
+    assert not names_a_folder({"Bucket": "b", "Key": "data/.hidden"})
+    assert not names_a_folder({"Bucket": "b", "Key": "data", "VersionId": "v"})  # the page would not say it
+    assert probe_after({"Bucket": "b", "Key": "data"}) == PROBE
+    assert page_key(probe_after({"Bucket": "b", "Key": "data/"})) == "b/data"
 
 
 def test_the_probes_answer_is_the_pages_first_key_or_the_sub_folder_it_lies_in() -> None:
@@ -187,3 +204,77 @@ def test_a_version_aware_filesystem_probes_for_one_key_as_s3fs_does(storage_opti
     assert fs.info(f"{bucket}/probed")["type"] == "directory"
     assert fs.find(f"{bucket}/probed") == _fs(storage_options).find(f"{bucket}/probed")
     assert fs.stats.other_requests == 2  # its listing asks for versions: the probe's page would not serve it
+
+
+_LIST = "list-type=2"
+"""What a ListObjectsV2 request's path holds."""
+
+
+def _lists_seen_while_heading(proxy: FaultProxy, path: str, wait: float) -> list[bool]:
+    """Hold each HEAD of ``path`` until a LIST reaches the proxy (at most ``wait`` s); say whether one did."""
+    seen: list[bool] = []
+
+    def listed() -> bool:
+        return any(_LIST in request.path for request in proxy.requests_of("GET"))
+
+    def hold(_: str) -> None:
+        deadline = time.monotonic() + wait
+        while not listed() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(listed())
+
+    proxy.add(Fault.run(hold), method="HEAD", path_contains=path)
+    return seen
+
+
+def test_the_head_of_a_folders_name_has_the_folders_page_asked_for_beside_it(
+    storage_options: dict, proxied_options: dict, fault_proxy: FaultProxy, bucket: str
+) -> None:
+    fs = _fs(proxied_options)
+    _fs(storage_options).pipe(_files(bucket))  # the fault proxy forwards no bodies
+    seen = _lists_seen_while_heading(fault_proxy, f"/{bucket}/probed", wait=10.0)
+    assert fs.info(f"{bucket}/probed")["type"] == "directory"
+    assert seen == [True]  # the LIST went out while the HEAD was still unanswered
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (1, 1)
+    assert fs.find(f"{bucket}/probed") == _fs(proxied_options).find(f"{bucket}/probed")
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (1, 1)
+
+
+def test_a_name_with_an_extension_is_probed_only_after_its_head(
+    storage_options: dict, proxied_options: dict, fault_proxy: FaultProxy, bucket: str
+) -> None:
+    fs = _fs(proxied_options)
+    _fs(storage_options).pipe_file(f"{bucket}/v1.2/a.bin", b"a")
+    seen = _lists_seen_while_heading(fault_proxy, f"/{bucket}/v1.2", wait=0.5)
+    assert fs.info(f"{bucket}/v1.2")["type"] == "directory"
+    assert seen == [False]
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (1, 1)
+
+
+def test_an_object_named_like_a_folder_answers_as_the_object_for_one_list_more(
+    storage_options: dict, bucket: str
+) -> None:
+    fs = _fs(storage_options)
+    fs.pipe_file(f"{bucket}/LICENSE", b"text")
+    fs.invalidate_cache()
+    fs.reset_stats()
+    described = fs.info(f"{bucket}/LICENSE")
+    assert (described["type"], described["size"]) == ("file", 4)
+    assert described == _fs(storage_options, use_listings_cache=False).info(f"{bucket}/LICENSE")
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (1, 1)  # the page beside the HEAD served nobody
+    assert fs.exists(f"{bucket}/LICENSE") and fs.isfile(f"{bucket}/LICENSE")
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (1, 1)
+
+
+def test_a_page_that_failed_beside_the_head_is_heard_out_and_the_probe_asks_again(
+    storage_options: dict, proxied_options: dict, fault_proxy: FaultProxy, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fs = _fs(proxied_options)
+    _fs(storage_options).pipe({**_files(bucket), f"{bucket}/LICENSE": b"text"})
+    fault_proxy.add(Fault.status(403), method="GET", path_contains=_LIST, times=2)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        assert fs.info(f"{bucket}/LICENSE")["type"] == "file"  # its page failed, and nobody waited for it
+        assert fs.info(f"{bucket}/probed")["type"] == "directory"  # its page failed; the probe's own arrived
+        gc.collect()
+    assert len([request for request in fault_proxy.requests_of("GET") if _LIST in request.path]) == 3
+    assert not [record for record in caplog.records if "never retrieved" in record.getMessage()]
