@@ -654,10 +654,22 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
                 if probed is not None:
                     return page_copy(probed)
             if method == "head_object" and names_a_folder(kwargs):
-                probe = probe_after(kwargs)
-                if not self._folder_pages.asked(page_key(probe), _DESCRIBED_FOR_SECONDS):
-                    self._folder_pages.send(page_key(probe), functools.partial(self._list_first_page, probe))
+                return await self._head_beside_folder_page(kwargs)
         return await self._send_s3(method, *akwarglist, **kwargs)
+
+    async def _head_beside_folder_page(self, head: dict[str, Any]) -> Any:
+        """The HEAD of a path named like a folder, its folder's first page asked for beside it (while guesses hit)."""
+        pages = self._folder_pages
+        probe = probe_after(head)
+        if pages.guesses() and not pages.asked(page_key(probe), _DESCRIBED_FOR_SECONDS):
+            pages.send(page_key(probe), functools.partial(self._list_first_page, probe))
+        try:
+            answer = await self._send_s3("head_object", **head)
+        except FileNotFoundError:
+            pages.head_answered(object_found=False)
+            raise
+        pages.head_answered(object_found=True)
+        return answer
 
     def _pages_serve_probes(self) -> bool:
         return self.dircache.use_listings_cache and not self.version_aware and not self.req_kw

@@ -7,6 +7,13 @@ as a folder's name, before anyone knows the path is no object
 that request instead of sending another; whoever asks after it arrived takes
 it, within the same short window as the filesystem's other recent answers.
 
+A page asked for beside a HEAD is a guess that the path is a folder. A
+filesystem that keeps guessing wrong (a bucket of objects without
+extensions, their ``info`` asked one after another) stops after
+``WRONG_GUESSES_AT_MOST`` in a row, and guesses again once a HEAD of such a
+name is answered 404 (a folder, or nothing): a wrong guess costs a LIST, and
+a run of them costs two.
+
 A page that failed serves nobody: the next to ask sends the request again,
 and hears the failure (or the answer) for itself. A page requested in a
 parent process is never awaited in a forked child, whose event loop is
@@ -28,6 +35,9 @@ logger = logging.getLogger(__name__)
 Page = dict[str, Any]
 """A ListObjectsV2 answer, as botocore parses it."""
 
+WRONG_GUESSES_AT_MOST = 2
+"""Pages asked for beside HEADs that then answered an object, in a row, after which no more are asked for so."""
+
 
 class FolderPages:
     """First pages by folder (``bucket/folder``), each kept ``within`` seconds after its request went out.
@@ -37,6 +47,15 @@ class FolderPages:
 
     def __init__(self, at_most: int) -> None:
         self._pages: RecentAnswers[asyncio.Future[Page]] = RecentAnswers(at_most)
+        self._wrong_in_a_row = 0
+
+    def guesses(self) -> bool:
+        """Whether a HEAD of a folder's name has the folder's page asked for beside it (not after too many misses)."""
+        return self._wrong_in_a_row < WRONG_GUESSES_AT_MOST
+
+    def head_answered(self, *, object_found: bool) -> None:
+        """A HEAD of a folder's name was answered: an object (the guess was wrong), or 404 (it was right)."""
+        self._wrong_in_a_row = self._wrong_in_a_row + 1 if object_found else 0
 
     def send(self, folder: str, request: Callable[[], Awaitable[Page]]) -> asyncio.Future[Page]:
         """Start ``request`` for ``folder``'s first page on the running loop, kept for those who ask next."""

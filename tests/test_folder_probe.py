@@ -278,3 +278,19 @@ def test_a_page_that_failed_beside_the_head_is_heard_out_and_the_probe_asks_agai
         gc.collect()
     assert len([request for request in fault_proxy.requests_of("GET") if _LIST in request.path]) == 3
     assert not [record for record in caplog.records if "never retrieved" in record.getMessage()]
+
+
+def test_after_two_objects_named_like_folders_in_a_row_the_page_waits_for_a_404_again(
+    storage_options: dict, bucket: str
+) -> None:
+    fs = _fs(storage_options)
+    fs.pipe({**_files(bucket), **{f"{bucket}/objects/{name}": b"x" for name in ("ab12", "cd34", "ef56", "gh78")}})
+    fs.invalidate_cache()
+    fs.reset_stats()
+    for name in ("ab12", "cd34", "ef56"):  # a store of objects without extensions, asked one after another
+        assert fs.info(f"{bucket}/objects/{name}")["type"] == "file"
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (3, 2)  # two wrong guesses, then none
+    assert fs.info(f"{bucket}/probed")["type"] == "directory"  # asked after its 404: right again
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (4, 3)
+    assert fs.info(f"{bucket}/objects/gh78")["type"] == "file"  # guessed again: one LIST more
+    assert (fs.stats.head_requests, fs.stats.other_requests) == (5, 4)

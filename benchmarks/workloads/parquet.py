@@ -398,7 +398,7 @@ PARQUET_ALL = Workload(
     notes=_PANDAS_NOTES,
     prepare=functools.partial(_prepare_file, columns=None),
     extra_columns=_HELD_AHEAD_COLUMN,
-    least_repeats=7,
+    least_repeats=11,
 )
 
 
