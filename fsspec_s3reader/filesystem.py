@@ -675,11 +675,16 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         return self.dircache.use_listings_cache and not self.version_aware and not self.req_kw
 
     async def _first_page(self, probe: dict[str, Any]) -> Page:
-        """The first page of ``probe``'s folder: one asked for moments ago (arrived or on its way), else a new one."""
+        """The first page of ``probe``'s folder: one asked for moments ago (arrived or on its way), else a new one.
+
+        A new one is shielded: if this caller is cancelled, the request goes
+        on for the others who wait for it.
+        """
         folder = page_key(probe)
         page = await self._folder_pages.page(folder, _DESCRIBED_FOR_SECONDS)
         if page is None:
-            page = await self._folder_pages.send(folder, functools.partial(self._list_first_page, probe))
+            sent = self._folder_pages.send(folder, functools.partial(self._list_first_page, probe))
+            page = await asyncio.shield(sent)
         return page
 
     async def _list_first_page(self, probe: dict[str, Any]) -> Page:
