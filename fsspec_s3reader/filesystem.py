@@ -662,7 +662,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         pages = self._folder_pages
         probe = probe_after(head)
         if pages.guesses() and not pages.asked(page_key(probe), _DESCRIBED_FOR_SECONDS):
-            pages.send(page_key(probe), functools.partial(self._list_first_page, probe))
+            self._send_first_page(probe)
         try:
             answer = await self._send_s3("head_object", **head)
         except FileNotFoundError:
@@ -683,9 +683,12 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         folder = page_key(probe)
         page = await self._folder_pages.page(folder, _DESCRIBED_FOR_SECONDS)
         if page is None:
-            sent = self._folder_pages.send(folder, functools.partial(self._list_first_page, probe))
-            page = await asyncio.shield(sent)
+            page = await asyncio.shield(self._send_first_page(probe))
         return page
+
+    def _send_first_page(self, probe: dict[str, Any]) -> asyncio.Future[Page]:
+        """Send for the first page of ``probe``'s folder, kept in the folder pages for whoever asks next."""
+        return self._folder_pages.send(page_key(probe), functools.partial(self._list_first_page, probe))
 
     async def _list_first_page(self, probe: dict[str, Any]) -> Page:
         page: Page = await self._send_s3("list_objects_v2", **first_page_request(probe))
