@@ -15,6 +15,7 @@ from typing import Any
 from fsspec_s3reader.readers.parquet_prefetch import DEFAULT_PARQUET_PREFETCH_BYTES
 
 from .config import MIB
+from .paired import CONFIDENCE, paired_ratio
 from .report import Summary, WorkloadRuns, higher_floor, memory_cell, summarize_workload
 
 LOOPBACK = "s3rver"
@@ -46,9 +47,19 @@ def _time_ratio(ours: str, peer: str, endpoint: str) -> Measure:
         if mine is None or theirs is None or endpoint not in mine.timings or endpoint not in theirs.timings:
             return None
         a, b = mine.timings[endpoint].seconds, theirs.timings[endpoint].seconds
-        return Measured(a / b, f"{a / b:.2f}x ({a:.2f} s vs {b:.2f} s)")
+        paired = paired_ratio(_timed_seconds(result, ours, endpoint), _timed_seconds(result, peer, endpoint))
+        interval = f"; {paired.shown()}" if paired is not None else ""
+        return Measured(a / b, f"{a / b:.2f}x ({a:.2f} s vs {b:.2f} s{interval})")
 
     return measure
+
+
+def _timed_seconds(result: WorkloadRuns, key: str, endpoint: str) -> list[float]:
+    """A contender's measured runs on ``endpoint``, in the order of the rounds."""
+    for contender in result.contenders:
+        if contender.key == key:
+            return [run.seconds for run in contender.timed.get(endpoint, [])]
+    return []
 
 
 def _floor_ratio(ours: str, endpoint: str) -> Measure:
@@ -286,7 +297,10 @@ def targets_section(results: list[WorkloadRuns], sizes: dict[str, Any]) -> str:
         "[Performance](performance.md) explains, with measurements, what bounds the targets a run misses. Times "
         "are ours with the library's defaults unless a row names options. The memory row is one load in a fresh "
         "process: its peak resident memory minus the memory before the load's target existed, minus the state "
-        "dict's bytes; a number below zero there would be a measuring error, and is not held against the bound.",
+        "dict's bytes; a number below zero there would be a measuring error, and is not held against the bound. "
+        f"A time ratio also gives, *round by round*, the geometric mean of the ratios of the two contenders' runs "
+        f"in the same round (the machine's moment cancels out) and a {CONFIDENCE:.0%} bootstrap interval for it: "
+        "where the interval spans the bound, this run cannot tell the two apart; *met* goes by the medians.",
         "",
         "| target | bound | measured | met |",
         "|---|--:|--:|:-:|",
