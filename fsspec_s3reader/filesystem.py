@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import aiobotocore.session  # type: ignore[import-untyped]
-from fsspec.asyn import get_loop, sync_wrapper
+from fsspec.asyn import get_loop, sync, sync_wrapper
 from s3fs import S3FileSystem
 from s3fs.core import _error_wrapper as s3fs_retries
 
@@ -559,8 +559,41 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             return bool(described["type"] == "directory")
         return bool(await super()._isdir(path))
 
-    # s3fs binds its own coroutine here (``isdir = sync_wrapper(_isdir)``), not the method: bind ours.
-    isdir = sync_wrapper(_isdir)
+    def isdir(self, path: str) -> bool:  # s3fs binds its own coroutine as ``isdir``: this one is ours
+        """``_isdir``, answered on the caller's thread where an ``info`` of the last 2 s says (see ``isfile``)."""
+        described = self._described_moments_ago(self._strip_protocol(path))
+        if described is not None:
+            return bool(described["type"] == "directory")
+        return bool(sync(self.loop, self._isdir, path))
+
+    def isfile(self, path: str) -> bool:
+        """fsspec's ``isfile``, answered on the caller's thread where a listing or an ``info`` of the last 2 s says.
+
+        pyarrow's fsspec handler asks ``isfile`` before each open of a
+        dataset's files. Through the event loop, busy receiving the files
+        already open, each answer took about 1 ms (0.8 ms median, 16 ms at
+        worst, on a scan of 8 files on loopback), and the open waited for it;
+        here it is a lookup. Anything this filesystem does not keep (a version,
+        a name also listed as a folder) asks the usual way.
+        """
+        known = self._known_type(path)
+        if known is not None:
+            return known == "file"
+        return bool(sync(self.loop, self._isfile, path))
+
+    def _known_type(self, path: str) -> str | None:
+        """The type ``_info`` would give ``path`` from what this filesystem keeps; None where it would look further."""
+        stripped = self._strip_protocol(path)
+        if "?" in stripped or not stripped.strip("/"):  # a version, or the root: s3fs's own rules
+            return None
+        described = self._described_moments_ago(stripped)
+        if described is not None:
+            return str(described.get("type"))
+        if stripped.rstrip("/") in self.dircache:  # listed as a folder itself: s3fs answers from that listing
+            return None
+        listing = self._cached_listing(self._parent(stripped))
+        entry = None if listing is None else listing.by_name.get(stripped)
+        return None if entry is None else str(entry.get("type"))
 
     def _object_requests(self, path: str, version_id: str | None, request_kwargs: dict[str, Any]) -> ObjectRequests:
         bucket, key, path_version_id = self.split_path(path)

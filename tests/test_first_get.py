@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fault_proxy import Fault, FaultProxy
 from file_model import assert_behaves_like_bytesio, object_bytes, operations
+from fsspec.asyn import sync as fsspec_sync
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -216,7 +217,9 @@ def test_a_file_written_after_its_info_opens_with_its_new_length(storage_options
         assert f.read() == b"short"
 
 
-def test_isdir_after_an_info_of_a_folder_asks_nothing_more(storage_options: dict, bucket: str) -> None:
+def test_isdir_after_an_info_of_a_folder_asks_nothing_more(
+    storage_options: dict, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fs = _fs(storage_options, 64 * 1024)
     fs.pipe_file(f"{bucket}/folder/part-0.parquet", DATA)
     fs.invalidate_cache()
@@ -224,8 +227,10 @@ def test_isdir_after_an_info_of_a_folder_asks_nothing_more(storage_options: dict
     assert fs.info(f"{bucket}/folder")["type"] == "directory"  # pyarrow's dataset asks this first
     assert fs.info(f"{bucket}/folder/part-0.parquet")["type"] == "file"
     asked = fs.stats
+    monkeypatch.setattr(filesystem, "sync", _no_trip_through_the_loop)  # answered on this thread
     assert fs.isdir(f"{bucket}/folder")  # then this, before listing the folder
     assert not fs.isdir(f"{bucket}/folder/part-0.parquet")
+    monkeypatch.undo()
     assert fs.stats == asked
     fs.invalidate_cache()
     assert fs.isdir(f"{bucket}/folder")  # forgotten: S3 is asked again
@@ -233,6 +238,44 @@ def test_isdir_after_an_info_of_a_folder_asks_nothing_more(storage_options: dict
     fs.info(f"{bucket}/folder")
     fs.rm(f"{bucket}/folder/part-0.parquet")  # a delete forgets the folders above the file too
     assert not fs.isdir(f"{bucket}/folder")
+
+
+def test_isfile_answers_from_a_listing_or_an_info_on_the_callers_thread_as_the_event_loop_would(
+    storage_options: dict, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = _fs(storage_options, 64 * 1024)
+    for name in ("scan/part-0.parquet", "scan/sub/part-1.parquet", "alone"):
+        fs.pipe_file(f"{bucket}/{name}", DATA)
+    names = ("scan/part-0.parquet", "scan/sub", "scan/missing", "alone", "scan")
+    fs.invalidate_cache()
+    through_the_loop = {name: bool(fsspec_sync(fs.loop, fs._isfile, f"{bucket}/{name}")) for name in names}
+    assert through_the_loop == {
+        "scan/part-0.parquet": True,
+        "scan/sub": False,
+        "scan/missing": False,
+        "alone": True,
+        "scan": False,
+    }
+    fs.ls(f"{bucket}/scan")  # a dataset's listing
+    fs.info(f"{bucket}/alone")  # pandas' info of one file
+    fs.info(f"{bucket}/scan")  # pyarrow's info of a dataset's folder
+    asked = fs.stats
+    monkeypatch.setattr(filesystem, "sync", _no_trip_through_the_loop)
+    for name in ("scan/part-0.parquet", "scan/sub", "alone", "scan"):
+        assert fs.isfile(f"{bucket}/{name}") == through_the_loop[name], name
+    assert fs.stats == asked  # nothing sent
+    # what it does not keep goes the usual way: a name the listing does not hold, or after a forget
+    with pytest.raises(AssertionError, match="through the event loop"):
+        fs.isfile(f"{bucket}/scan/missing")
+    fs.invalidate_cache()
+    with pytest.raises(AssertionError, match="through the event loop"):
+        fs.isfile(f"{bucket}/scan/part-0.parquet")
+    monkeypatch.undo()
+    assert fs.isfile(f"{bucket}/scan/part-0.parquet") and not fs.isfile(f"{bucket}/scan/missing")
+
+
+def _no_trip_through_the_loop(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("answered through the event loop")
 
 
 def test_a_parquet_footer_read_by_one_reader_serves_the_next_reader_of_that_version(
