@@ -424,9 +424,13 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         described = self._described_moments_ago(path)
         if described is not None:
             return _object_info_of(described)
-        listing = self._cached_listing(self._parent(path))
-        entry = None if listing is None else listing.by_name.get(path)
+        entry = self._listed_entry(path)
         return None if entry is None else _object_info_of(entry)
+
+    def _listed_entry(self, path: str) -> dict[str, Any] | None:
+        """``path``'s entry in its folder's listing as this filesystem keeps it (None if not there, or not kept)."""
+        listing = self._cached_listing(self._parent(path))
+        return None if listing is None else listing.by_name.get(path)
 
     def _fetch_footers_from(self, path: str) -> Sequence[tuple[str, ObjectInfo]]:
         """``path`` opens from a folder this filesystem listed: its footer, then its next parquet files', set out.
@@ -554,17 +558,18 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
         key) and then ``isdir`` of it (another LIST): the second round trip
         would only repeat what the first said.
         """
-        described = self._described_moments_ago(self._strip_protocol(path))
-        if described is not None:
-            return bool(described["type"] == "directory")
-        return bool(await super()._isdir(path))
+        described = self._described_as_folder(path)
+        return described if described is not None else bool(await super()._isdir(path))
 
     def isdir(self, path: str) -> bool:  # s3fs binds its own coroutine as ``isdir``: this one is ours
         """``_isdir``, answered on the caller's thread where an ``info`` of the last 2 s says (see ``isfile``)."""
+        described = self._described_as_folder(path)
+        return described if described is not None else bool(sync(self.loop, self._isdir, path))
+
+    def _described_as_folder(self, path: str) -> bool | None:
+        """Whether an ``info`` of the last 2 s said ``path`` is a folder; None without one."""
         described = self._described_moments_ago(self._strip_protocol(path))
-        if described is not None:
-            return bool(described["type"] == "directory")
-        return bool(sync(self.loop, self._isdir, path))
+        return None if described is None else bool(described["type"] == "directory")
 
     def isfile(self, path: str) -> bool:
         """fsspec's ``isfile``, answered on the caller's thread where a listing or an ``info`` of the last 2 s says.
@@ -591,8 +596,7 @@ class S3ReaderFileSystem(S3FileSystem):  # type: ignore[misc]  # s3fs ships no t
             return str(described.get("type"))
         if stripped.rstrip("/") in self.dircache:  # listed as a folder itself: s3fs answers from that listing
             return None
-        listing = self._cached_listing(self._parent(stripped))
-        entry = None if listing is None else listing.by_name.get(stripped)
+        entry = self._listed_entry(stripped)
         return None if entry is None else str(entry.get("type"))
 
     def _object_requests(self, path: str, version_id: str | None, request_kwargs: dict[str, Any]) -> ObjectRequests:
